@@ -303,11 +303,14 @@ class NomenclatureIndex:
         """
         table: defaultdict[str, list[int]] = defaultdict(list)
         for i, antigens in enumerate(self.serology):
+            covering = set(antigens)
             for antigen in antigens:
-                table[antigen].append(i)
                 parent = self.associated_with.get(antigen)
                 if parent:
-                    table[parent].append(i)
+                    covering.add(parent)
+                    covering.add(self.broad_of.get(parent, parent))
+            for antigen in covering:
+                table[antigen].append(i)
         return {key: tuple(ids) for key, ids in table.items()}
 
     # -- per-allele facts -----------------------------------------------------------------

@@ -35,9 +35,9 @@ PARALOGUES = frozenset({"DRB3", "DRB4", "DRB5"})
 
 _NAME_RE = re.compile(r"^([A-Z][A-Z0-9]*)\*(.*)$")
 _FIELDS_RE = re.compile(r"^(\d{2,4}(?::\d{2,4}){1,3})([NLSCAQGP]?)$")
-_ONE_FIELD_RE = re.compile(r"^(\d{2,3})$")
-_XX_RE = re.compile(r"^(\d{2,3}):XX$")
-_MAC_RE = re.compile(r"^(\d{2,3}):([A-Z]{2,5})$")
+_ONE_FIELD_RE = re.compile(r"^(\d{2,4})$")
+_XX_RE = re.compile(r"^(\d{2,4}):XX$")
+_MAC_RE = re.compile(r"^(\d{2,4}):([A-Z]{2,5})$")
 _V2_RE = re.compile(r"^(\d{4,8})([NLSCAQ]?)$")
 _SHORT_RE = re.compile(r"^\d{2,4}(?::\d{2,4}){0,3}[NLSCAQ]?$")
 
@@ -208,8 +208,12 @@ class TypingReader:
                            f"{', '.join(ix.loci[:12])}, ...)")
         if rest == "NEW":
             raise _Problem("an allele not yet named (NEW) cannot be interpreted")
-        if (xx := _XX_RE.match(rest)) or (xx := _ONE_FIELD_RE.match(rest)):
+        if xx := _XX_RE.match(rest):
             return self._xx(locus, xx.group(1))
+        # A bare number is a first-field typing (A*02, DPB1*1000) when such a first field
+        # exists; four digits otherwise are a pre-2010 name (A*0101).
+        if _ONE_FIELD_RE.match(rest) and (len(rest) < 4 or f"{locus}*{rest}" in ix.by_prefix):
+            return self._xx(locus, rest)
         if mac := _MAC_RE.match(rest):
             return self._mac(locus, mac.group(1), mac.group(2))
         if v2 := _V2_RE.match(rest):

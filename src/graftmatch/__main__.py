@@ -1,0 +1,3 @@
+from graftmatch.interfaces.cli import main
+
+main()
