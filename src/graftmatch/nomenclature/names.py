@@ -8,6 +8,7 @@ optional expression suffix (WHO Nomenclature Committee, Marsh et al. 2010). Grou
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 #: Expression suffixes (Marsh et al., Tissue Antigens 2010): Null, Low, Secreted, Cytoplasm,
 #: Aberrant, Questionable.
@@ -62,5 +63,5 @@ def sort_key(name: str) -> tuple[object, ...]:
     return (name, 2, (), name)
 
 
-def sort_names(names: set[str] | list[str]) -> list[str]:
+def sort_names(names: Iterable[str]) -> list[str]:
     return sorted(names, key=sort_key)

@@ -15,12 +15,12 @@ docs/adr/0003-reduction-rules.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from enum import StrEnum
 
+from graftmatch.errors import TypingError
 from graftmatch.nomenclature.index import NomenclatureIndex
 from graftmatch.nomenclature.names import sort_key, sort_names
-from graftmatch.typing.model import AlleleList, Typing
+from graftmatch.typing.model import AlleleList, Call, Typing
 from graftmatch.typing.parser import PARALOGUES, TypingReader
 
 
@@ -31,36 +31,40 @@ class Level(StrEnum):
     SEROLOGY = "serology"
 
 
-def allele_reducer(index: NomenclatureIndex, level: Level) -> Callable[[int], Iterable[str]]:
-    """The per-allele reduction at ``level``: allele id -> group name(s)."""
+def per_allele_names(index: NomenclatureIndex, level: Level) -> list[tuple[str, ...]]:
+    """The reduction of every allele of the release at ``level``, by allele id."""
     if level is Level.G:
-        return lambda i: (index.g_group(i),)
+        return [(index.g_group(i),) for i in range(len(index.names))]
     if level is Level.P:
-        return lambda i: (index.p_group(i),)
+        return [(index.p_group(i),) for i in range(len(index.names))]
     if level is Level.LGX:
-        return lambda i: (index.lgx[i],)
-    return lambda i: index.serology[i] or (index.names[i],)
+        return [(name,) for name in index.lgx]
+    return [tuple(ser) or (name,) for ser, name in zip(index.serology, index.names, strict=True)]
 
 
 class Reducer:
-    """Reduces typings at one level. Keeps a cache of every allele list it has reduced, so a
-    registry's repeated allele strings cost one dictionary lookup each."""
+    """Reduces typings at one level. Remembers every element and allele list it has reduced,
+    so a registry's repeated allele strings cost one dictionary lookup each."""
 
     def __init__(self, reader: TypingReader, level: Level) -> None:
         self.reader = reader
         self.level = level
-        self._per_allele = allele_reducer(reader.index, level)
-        # allele-list text -> (locus, reduced text, sort key)
+        self._names = per_allele_names(reader.index, level)
+        self._calls: dict[str, frozenset[str]] = {}
+        # allele-list text -> (locus, reduced text, sort key of its first name)
         self._lists: dict[str, tuple[str, str, tuple[object, ...]]] = {}
 
-    def reduce_alleles(self, alleles: Iterable[int]) -> str:
-        out: set[str] = set()
-        for i in alleles:
-            out.update(self._per_allele(i))
-        return "/".join(sort_names(out))
+    def _call_groups(self, call: Call) -> frozenset[str]:
+        groups = self._calls.get(call.text)
+        if groups is None:
+            names = self._names
+            groups = frozenset(g for i in call.alleles for g in names[i])
+            self._calls[call.text] = groups
+        return groups
 
     def reduce_list(self, calls: AlleleList) -> str:
-        return self.reduce_alleles(i for call in calls for i in call.alleles)
+        groups: frozenset[str] = frozenset().union(*(self._call_groups(c) for c in calls))
+        return "/".join(sort_names(groups))
 
     def reduce_typing(self, typing: Typing) -> str:
         """Reduce a parsed typing; the two copies of each genotype come out sorted."""
@@ -77,48 +81,53 @@ class Reducer:
         """Reduce a GL String. Registry typings (``^`` and ``+`` of allele lists) take a fast
         path through the cache; anything else, and any error, goes through the full parser,
         so errors always name the token and position."""
-        if "|" in text or "~" in text:
-            return self.reduce_typing(self.reader.parse(text))
+        if "|" not in text and "~" not in text and text == text.strip():
+            result = self._fast(text)
+            if result is None and self._learn(text):
+                result = self._fast(text)
+            if result is not None:
+                return result
+        return self.reduce_typing(self.reader.parse(text))
+
+    def _fast(self, text: str) -> str | None:
+        """Reduce from cached allele lists only; None when a list is new or the structure
+        needs the full parser's checks."""
         cache = self._lists
         out = []
         seen: set[str] = set()
         for block in text.split("^"):
             copies = block.split("+")
-            if len(copies) == 2:
-                a = cache.get(copies[0])
-                b = cache.get(copies[1])
-                if a is None or b is None or (a[0] != b[0] and not (
-                    a[0] in PARALOGUES and b[0] in PARALOGUES
-                )):
-                    return self._slow(text)
-                out.append(f"{a[1]}+{b[1]}" if a[2] <= b[2] else f"{b[1]}+{a[1]}")
-            elif len(copies) == 1:
-                a = cache.get(block)
-                if a is None:
-                    return self._slow(text)
+            a = cache.get(copies[0])
+            if a is None or a[0] in seen:
+                return None
+            if len(copies) == 1:
                 out.append(a[1])
+            elif len(copies) == 2:
+                b = cache.get(copies[1])
+                if b is None or (a[0] != b[0] and not (a[0] in PARALOGUES and b[0] in PARALOGUES)):
+                    return None
+                out.append(f"{a[1]}+{b[1]}" if a[2] <= b[2] else f"{b[1]}+{a[1]}")
             else:
-                return self._slow(text)
-            if a[0] in seen:
-                return self._slow(text)
+                return None
             seen.add(a[0])
         return "^".join(out)
 
-    def _slow(self, text: str) -> str:
-        typing = self.reader.parse(text)  # raises TypingError with the position
-        result = self.reduce_typing(typing)
-        stripped = text.strip()
-        if stripped == text:
-            for block in text.split("^"):
-                for piece in block.split("+"):
-                    if piece not in self._lists:
-                        calls = self.reader.allele_list(piece, 0, piece, [])
-                        reduced = self.reduce_list(calls)
-                        self._lists[piece] = (calls[0].locus, reduced, _copy_key(reduced))
-        return result
+    def _learn(self, text: str) -> bool:
+        """Reduce and remember the allele lists of ``text`` not seen before; False if one of
+        them is invalid (the full parser then reports it with its position)."""
+        for block in text.split("^"):
+            for piece in block.split("+"):
+                if piece in self._lists:
+                    continue
+                try:
+                    calls = self.reader.allele_list(piece, 0, piece, [])
+                except TypingError:
+                    return False
+                reduced = self.reduce_list(calls)
+                self._lists[piece] = (calls[0].locus, reduced, _copy_key(reduced))
+        return True
 
 
 def _copy_key(reduced: str) -> tuple[object, ...]:
     """Order the two copies of a genotype by their first name, as nomenclature tables do."""
     return sort_key(reduced.split("/", 1)[0])
-

@@ -1,0 +1,41 @@
+# graftmatch: the two set-up commands are `make demo` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+# Tests and the demo read the IPD-IMGT/HLA release in ../shared when it is there (CI and
+# developers); elsewhere the demo downloads the pinned release into the user cache.
+SHARED_IMGT := $(abspath $(wildcard ../shared/data/imgt-hla/3.58.0))
+ifneq ($(SHARED_IMGT),)
+export GRAFTMATCH_IMGT_DIR ?= $(SHARED_IMGT)
+endif
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(BIN)/graftmatch demo
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -n 2
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_reduce.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
