@@ -16,6 +16,8 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +40,12 @@ def timed(fn) -> tuple[float, list[str]]:
     return time.perf_counter() - start, result
 
 
+def timed_map(fn: Callable[[str], str], items: list[str]) -> tuple[float, list[str]]:
+    start = time.perf_counter()
+    result = [fn(item) for item in items]
+    return time.perf_counter() - start, result
+
+
 def main() -> None:
     with gzip.open(DONORS, "rt") as handle:
         typings = [line.rstrip("\n").split("%", 1)[1] for line in handle if line.strip()]
@@ -57,20 +65,17 @@ def main() -> None:
 
     rows = []
     for ours_level, pyard_level in ((Level.LGX, "lgx"), (Level.P, "P")):
-        cold_ours = min(
-            timed(lambda: [r.reduce_gl(t) for t in typings])[0]
-            for r in (Reducer(TypingReader(index), ours_level) for _ in range(REPEATS))
-        )
-        warm_reducer = Reducer(TypingReader(index), ours_level)
-        ours_out = [warm_reducer.reduce_gl(t) for t in typings]
-        warm_ours = min(timed(lambda: [warm_reducer.reduce_gl(t) for t in typings])[0]
+        cold_ours = min(timed_map(Reducer(TypingReader(index), ours_level).reduce_gl, typings)[0]
                         for _ in range(REPEATS))
+        warm = Reducer(TypingReader(index), ours_level)
+        ours_out = timed_map(warm.reduce_gl, typings)[1]
+        warm_ours = min(timed_map(warm.reduce_gl, typings)[0] for _ in range(REPEATS))
         cold_peer = []
         for _ in range(REPEATS):
             ard = open_pyard(IMGT, REPO / ".cache" / "pyard-bench")  # fresh caches
-            cold_peer.append(timed(lambda: [ard.redux(t, pyard_level) for t in typings]))
+            cold_peer.append(timed_map(partial(ard.redux, redux_type=pyard_level), typings))
         t_cold_peer, peer_out = min(cold_peer, key=lambda x: x[0])
-        warm_peer = min(timed(lambda: [ard.redux(t, pyard_level) for t in typings])[0]
+        warm_peer = min(timed_map(partial(ard.redux, redux_type=pyard_level), typings)[0]
                         for _ in range(REPEATS))
         # py-ard re-orders the loci of a GL String; graftmatch keeps the order sent.
         same = sum(sorted(a.split("^")) == sorted(b.split("^"))
