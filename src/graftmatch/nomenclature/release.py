@@ -18,7 +18,8 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -153,9 +154,23 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _staging() -> Path:
+@contextmanager
+def _staging() -> Iterator[Path]:
+    """A scratch folder beside the cache; removed whatever happens, so a failed fetch or
+    import leaves the cache exactly as it was."""
     _releases_dir().mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=_releases_dir(), prefix=".staging-"))
+    staging = Path(tempfile.mkdtemp(dir=_releases_dir(), prefix=".staging-"))
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def _verify_and_install(staging: Path, source: str, expect_version: str | None) -> ReleaseInfo:
+    provenance = verify_release_dir(staging, expect_version=expect_version)
+    provenance.update(source=source, obtained=datetime.now(UTC).isoformat(timespec="seconds"))
+    return _install(staging, provenance)
 
 
 def fetch_release(
@@ -173,8 +188,7 @@ def fetch_release(
         raise ReleaseError(f"release must look like 3.58.0, got {version!r}")
     base = (base_url or os.environ.get("GRAFTMATCH_IMGT_URL") or DEFAULT_BASE_URL).rstrip("/")
     branch = version.replace(".", "")
-    staging = _staging()
-    try:
+    with _staging() as staging:
         for rel in imgt_files.REQUIRED_FILES + imgt_files.OPTIONAL_FILES:
             url = f"{base}/{branch}/{rel}"
             if progress:
@@ -190,13 +204,7 @@ def fetch_release(
                 raise ReleaseError(f"download of {url} failed: HTTP {exc.code}") from exc
             except (urllib.error.URLError, OSError) as exc:
                 raise ReleaseError(f"download of {url} failed: {exc}") from exc
-        provenance = verify_release_dir(staging, expect_version=version)
-        provenance.update(source=f"{base}/{branch}",
-                          obtained=datetime.now(UTC).isoformat(timespec="seconds"))
-        return _install(staging, provenance)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        return _verify_and_install(staging, f"{base}/{branch}", version)
 
 
 def import_release(folder: Path) -> ReleaseInfo:
@@ -205,19 +213,12 @@ def import_release(folder: Path) -> ReleaseInfo:
     if not folder.is_dir():
         raise ReleaseError(f"{folder} is not a folder")
     verify_release_dir(folder)
-    staging = _staging()
-    try:
+    with _staging() as staging:
         for rel in imgt_files.REQUIRED_FILES + imgt_files.OPTIONAL_FILES:
             if (folder / rel).is_file():
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / rel, staging / rel)
-        provenance = verify_release_dir(staging)
-        provenance.update(source=f"imported from {folder.resolve()}",
-                          obtained=datetime.now(UTC).isoformat(timespec="seconds"))
-        return _install(staging, provenance)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        return _verify_and_install(staging, f"imported from {folder.resolve()}", None)
 
 
 def active_release() -> ReleaseInfo:
