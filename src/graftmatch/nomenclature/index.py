@@ -324,9 +324,6 @@ class NomenclatureIndex:
         pid = self.p_of[i]
         return self.p_names[pid] if pid >= 0 else self.names[i]
 
-    def antigens(self, i: int) -> list[str]:
-        return self.serology[i]
-
     def counts_per_locus(self) -> dict[str, int]:
         counts: defaultdict[str, int] = defaultdict(int)
         for name in self.names:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-#: Expression suffixes (Marsh et al., Tissue Antigens 2010): Null, Low, Secreted, Cytoplasm,
-#: Aberrant, Questionable.
-EXPRESSION_SUFFIXES = frozenset("NLSCAQ")
 #: Suffixes that mean the protein is not on the cell surface, so it cannot be a target for T
 #: cells: null alleles.
 NULL_SUFFIXES = frozenset("N")
