@@ -75,6 +75,17 @@ def read_header(path: Path) -> tuple[str, str]:
     return version, date
 
 
+def release_version(root: Path) -> tuple[str, str]:
+    """(version, date) of a release folder, after checking that every required file's header
+    names the same release, so a folder mixing releases is refused."""
+    version, date = read_header(root / "release_version.txt")
+    for rel in REQUIRED_FILES:
+        file_version, _ = read_header(root / rel)
+        if file_version != version:
+            raise ReleaseError(f"{root / rel} is from release {file_version}, not {version}")
+    return version, date
+
+
 def _fail(path: Path, line: Line, why: str) -> ReleaseError:
     return ReleaseError(f"{path}, line {line.number}: {why}: {line.text[:120]!r}")
 

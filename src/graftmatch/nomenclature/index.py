@@ -41,14 +41,7 @@ class Deletion:
 
 def compile_release(root: Path) -> dict[str, Any]:
     """Read a release folder and build the index document."""
-    version, date = imgt_files.read_header(root / "release_version.txt")
-    for rel in imgt_files.REQUIRED_FILES:
-        file_version, _ = imgt_files.read_header(root / rel)
-        if file_version != version:
-            raise ReleaseError(
-                f"{root / rel} is from release {file_version}, but release_version.txt says "
-                f"{version}: the folder mixes releases"
-            )
+    version, date = imgt_files.release_version(root)
 
     listed = imgt_files.read_allele_list(root)
     listed.sort(key=lambda row: sort_key(row[1]))
@@ -207,6 +200,7 @@ class NomenclatureIndex:
     def __init__(self, doc: dict[str, Any], *, source: str = "") -> None:
         if doc.get("schema") != SCHEMA:
             raise ReleaseError("nomenclature index has an old layout; it will be rebuilt")
+        self._doc = doc
         self.release: str = doc["release"]
         self.date: str = doc["date"]
         self.source = source
@@ -232,18 +226,11 @@ class NomenclatureIndex:
 
     def save(self, path: Path) -> None:
         """Write the index atomically: a reader never sees a half-written file."""
-        doc = {
-            "schema": SCHEMA, "release": self.release, "date": self.date, "names": self.names,
-            "accession": self.accession, "status": self.status, "g_names": self.g_names,
-            "g_of": self.g_of, "p_names": self.p_names, "p_of": self.p_of, "lgx": self.lgx,
-            "serology": self.serology, "broad_of": self.broad_of,
-            "associated_with": self.associated_with, "deleted": self.deleted, "tce": self.tce,
-        }
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, separators=(",", ":"))
+                json.dump(self._doc, handle, separators=(",", ":"))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -97,13 +97,9 @@ def verify_release_dir(root: Path, *, expect_version: str | None = None) -> dict
     if missing:
         raise ReleaseError(f"{root} is not a complete IPD-IMGT/HLA release: missing "
                            + ", ".join(missing))
-    version, date = imgt_files.read_header(root / "release_version.txt")
+    version, date = imgt_files.release_version(root)
     if expect_version and version != expect_version:
         raise ReleaseError(f"{root} holds release {version}, not {expect_version}")
-    for rel in imgt_files.REQUIRED_FILES:
-        file_version, _ = imgt_files.read_header(root / rel)
-        if file_version != version:
-            raise ReleaseError(f"{root / rel} is from release {file_version}, not {version}")
     md5 = imgt_files.read_md5_manifest(root)
     md5_checked = []
     for name, expected in md5.items():
