@@ -9,29 +9,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from graftmatch import __version__
 from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
+from graftmatch.interfaces import match_command
+from graftmatch.interfaces.common import err, fail, open_reader, out
 from graftmatch.nomenclature import release as releases
 from graftmatch.nomenclature.mac import load_mac_table, read_mac_file, save_mac_table
 from graftmatch.nomenclature.reduce import Level, Reducer
-from graftmatch.typing.parser import TypingReader
 
 app = typer.Typer(help="HLA typing, matching and donor search for stem cell transplantation.",
                   no_args_is_help=True, add_completion=False)
 hla = typer.Typer(help="IPD-IMGT/HLA releases and HLA nomenclature: read, check and reduce "
                   "typings.", no_args_is_help=True)
 app.add_typer(hla, name="hla")
-
-# No emoji codes (":AB" in A*01:AB is one) and no highlighting: typings print verbatim.
-out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False, highlight=False)
-
-#: Exit codes: 1 = the input is invalid (a typing, a file); 2 = the set-up is (no release...).
-EXIT_INVALID = 1
-EXIT_SETUP = 2
+app.command("match")(match_command.match)
 
 
 class LevelChoice(StrEnum):
@@ -39,22 +32,6 @@ class LevelChoice(StrEnum):
     P = "P"
     lgx = "lgx"
     serology = "serology"
-
-
-def _fail(exc: GraftmatchError, as_json: bool = False) -> typer.Exit:
-    code = EXIT_INVALID if isinstance(exc, TypingError) else EXIT_SETUP
-    if as_json:
-        payload = exc.to_dict() if isinstance(exc, TypingError) else {"error": str(exc)}
-        out.print_json(json.dumps({"valid": False, **payload}))
-    else:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-    return typer.Exit(code)
-
-
-def open_reader() -> TypingReader:
-    """A typing reader on the active release, with the user's MAC list if imported."""
-    index = releases.load_index()
-    return TypingReader(index, load_mac_table(releases.home_dir()))
 
 
 @hla.command("fetch")
@@ -70,7 +47,7 @@ def hla_fetch(
             info = releases.fetch_release(release, base_url=url,
                                           progress=lambda f: status.update(f"downloading {f}"))
     except GraftmatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _report_installed(info)
 
 
@@ -83,7 +60,7 @@ def hla_import(
     try:
         info = releases.import_release(folder)
     except GraftmatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     _report_installed(info)
 
 
@@ -104,7 +81,7 @@ def hla_info(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         info = releases.active_release()
         index = releases.load_index(info)
     except GraftmatchError as exc:
-        raise _fail(exc, json_out) from None
+        raise fail(exc, json_out) from None
     counts = index.counts_per_locus()
     macs = load_mac_table(releases.home_dir())
     doc: dict[str, Any] = {
@@ -141,7 +118,7 @@ def hla_import_mac(
         table = read_mac_file(file)
         path = save_mac_table(table, releases.home_dir())
     except GraftmatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"imported {len(table.codes):,} MAC codes (list dated {table.updated or 'unknown'})"
               f" into {path}")
 
@@ -156,7 +133,7 @@ def hla_validate(
         reader = open_reader()
         typing_ = reader.parse(typing_text)
     except GraftmatchError as exc:
-        raise _fail(exc, json_out) from None
+        raise fail(exc, json_out) from None
     notices = [{"notice": n.message, "token": n.token, "position": n.position}
                for n in typing_.notices]
     if json_out:
@@ -181,7 +158,7 @@ def hla_reduce(
         typing_ = reader.parse(typing_text)
         reduced = Reducer(reader, Level(to.value)).reduce_typing(typing_)
     except GraftmatchError as exc:
-        raise _fail(exc, json_out) from None
+        raise fail(exc, json_out) from None
     if json_out:
         out.print_json(json.dumps({
             "typing": typing_.to_gl(), "level": to.value, "reduced": reduced,
@@ -223,7 +200,7 @@ def demo() -> None:
             info = releases.fetch_release(releases.DEFAULT_RELEASE)
         reader = open_reader()
     except GraftmatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     index = reader.index
     out.rule(f"graftmatch {__version__}: IPD-IMGT/HLA {index.release}")
     out.print(f"release from {info.source}: {len(index.names):,} alleles, "

@@ -1,0 +1,39 @@
+"""What every command shares: consoles, exit codes, error reporting, the typing reader."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+
+from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
+from graftmatch.nomenclature import release as releases
+from graftmatch.nomenclature.mac import load_mac_table
+from graftmatch.typing.parser import TypingReader
+
+# No emoji codes (":AB" in A*01:AB is one) and no highlighting: typings print verbatim. Output
+# to a file or pipe is not squeezed to 80 columns: tables of typings stay readable there.
+out = Console(emoji=False, highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, emoji=False, highlight=False)
+
+#: Exit codes: 1 = the input is invalid (a typing, a file); 2 = the set-up is (no release...).
+EXIT_INVALID = 1
+EXIT_SETUP = 2
+
+
+def fail(exc: GraftmatchError, as_json: bool = False) -> typer.Exit:
+    code = EXIT_SETUP if isinstance(exc, ReleaseError) else EXIT_INVALID
+    if as_json:
+        payload = exc.to_dict() if isinstance(exc, TypingError) else {"error": str(exc)}
+        out.print_json(json.dumps({"valid": False, **payload}))
+    else:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def open_reader() -> TypingReader:
+    """A typing reader on the active release, with the user's MAC list if imported."""
+    index = releases.load_index()
+    return TypingReader(index, load_mac_table(releases.home_dir()))

@@ -1,0 +1,263 @@
+"""``graftmatch match``: grade one patient-donor pair, or many from files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import numpy as np
+import polars as pl
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from graftmatch.errors import GraftmatchError, TypingError
+from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.matching.batch import BatchMatcher, Cohort, MismatchSummary
+from graftmatch.matching.export import block_frame, write_block
+from graftmatch.matching.grader import Matcher
+from graftmatch.matching.policy import MatchPolicy, default_policy, load_policy
+from graftmatch.matching.result import MatchResult
+from graftmatch.typing.files import TypingFileError, read_pairs, read_typings
+from graftmatch.typing.model import Typing
+from graftmatch.typing.parser import TypingReader
+
+#: Pairs graded and written per block in batch mode: bounds memory whatever the file sizes.
+BLOCK_PAIRS = 1_000_000
+
+
+class MatchLevel(StrEnum):
+    P = "P"
+    G = "G"
+
+
+class OutFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def _loci(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    loci = [part.strip().upper() for part in text.split(",") if part.strip()]
+    if not loci:
+        raise GraftmatchError(f"--loci {text!r} names no locus")
+    return loci
+
+
+def _policy(path: Path | None, level: MatchLevel | None) -> MatchPolicy:
+    policy = load_policy(path) if path else default_policy()
+    return dataclasses.replace(policy, level=level.value) if level else policy
+
+
+def match(
+    patient: Annotated[str | None, typer.Option(help="Patient typing (GL String)")] = None,
+    donor: Annotated[str | None, typer.Option(help="Donor typing (GL String)")] = None,
+    patients: Annotated[Path | None, typer.Option(
+        help="Batch: file of patient typings (ID%GL, ID,GL, ID<TAB>GL or JSON Lines; .gz ok)")
+    ] = None,
+    donors: Annotated[Path | None, typer.Option(help="Batch: file of donor typings")] = None,
+    pairs: Annotated[Path | None, typer.Option(
+        help="Batch: grade only these pairs (lines 'patient_id,donor_id'); default all pairs")
+    ] = None,
+    loci: Annotated[str | None, typer.Option(
+        help="Loci to grade and count, e.g. A,B,C,DRB1 (8/8). Default: count A,B,C,DRB1,DQB1 "
+             "(10/10) and also grade DPB1, DRB3/4/5, DQA1, DPA1 where both are typed")] = None,
+    level: Annotated[MatchLevel | None, typer.Option(
+        help="Match level: P group (default, WMDA) or G group")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="A site's matching policy file (default: the built-in policy.toml)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One pair: print JSON")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--out", help="Batch: write results here (default: standard output)")] = None,
+    fmt: Annotated[OutFormat | None, typer.Option(
+        "--format", help="Batch output format (default: from --out's suffix, else csv)")] = None,
+    summary: Annotated[list[str] | None, typer.Option(
+        help="Batch: print the distribution of total mismatches over these loci (pairs typed "
+             "at all of them); repeatable, e.g. --summary A,B,DRB1")] = None,
+    no_pairs: Annotated[bool, typer.Option(
+        "--no-pairs", help="Batch: write no per-pair rows (summaries only)")] = False,
+) -> None:
+    """Grade patient-donor HLA matches: per locus mismatches, grades, confidence, GvH/HvG
+    direction, antigen vs allele mismatches, DPB1 TCE, and the match count (e.g. 9/10)."""
+    single = patient is not None or donor is not None
+    batch = patients is not None or donors is not None
+    try:
+        if single == batch:
+            raise GraftmatchError("give either --patient and --donor (one pair) or --patients "
+                                  "and --donors (files)")
+        if single and (patient is None or donor is None):
+            raise GraftmatchError("one pair needs both --patient and --donor")
+        if batch and (patients is None or donors is None):
+            raise GraftmatchError("batch mode needs both --patients and --donors")
+        if single and (pairs or output or summary or no_pairs or fmt):
+            raise GraftmatchError("--pairs, --out, --format, --summary and --no-pairs are for "
+                                  "batch mode")
+        matcher_policy = _policy(policy, level)
+        chosen = _loci(loci)
+        reader = open_reader()
+        matcher = Matcher(reader.index, matcher_policy)
+        if single:
+            assert patient is not None and donor is not None
+            result = matcher.match(_parse(reader, patient, "patient"),
+                                   _parse(reader, donor, "donor"), chosen)
+        else:
+            assert patients is not None and donors is not None
+            _batch(reader, matcher, chosen, patients, donors, pairs, output, fmt,
+                   summary or [], no_pairs)
+            return
+    except GraftmatchError as exc:
+        raise fail(exc, json_out) from None
+    if json_out:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        _print_result(result)
+
+
+def _parse(reader: TypingReader, text: str, role: str) -> Typing:
+    try:
+        return reader.parse(text)
+    except TypingError as exc:
+        raise TypingError(f"{role} typing: {exc.reason}", text=exc.text, token=exc.token,
+                          position=exc.position) from None
+
+
+def _print_result(result: MatchResult) -> None:
+    table = Table(title=f"match at {result.level} group level (IPD-IMGT/HLA {result.release})")
+    for column in ("locus", "patient", "donor", "grade", "confidence", "mismatch"):
+        table.add_column(column)
+    for column in ("MM", "GvH", "HvG"):
+        table.add_column(column, justify="right")
+    table.add_column("DPB1 TCE")
+    for locus in result.loci:
+        name = locus.locus + ("" if locus.counted else "*")
+        if not locus.typed:
+            table.add_row(name, "", "", "untyped", "potential", "", "", "", "", "")
+            continue
+        for k, pos in enumerate(locus.positions):
+            first = k == 0
+            table.add_row(
+                name if first else "", pos.patient, pos.donor, pos.grade.value,
+                pos.confidence.label, pos.mismatch.label if pos.mismatch is not None else "",
+                str(locus.mismatches) if first else "", str(locus.gvh_mismatches) if first
+                else "", str(locus.hvg_mismatches) if first else "",
+                (locus.tce.verdict if locus.tce and first else ""),
+                end_section=not first)
+    out.print(table)
+    if not all(locus.counted for locus in result.loci):
+        out.print("* graded, not counted in the match count")
+    counted = ", ".join(result.counted_loci)
+    line = (f"[bold]{result.match_count}[/] over {counted}: {result.category}; "
+            f"GvH {result.gvh_mismatches}, HvG {result.hvg_mismatches}, "
+            f"{result.antigen_mismatches} at antigen level")
+    if result.untyped_loci:
+        line += f"; untyped: {', '.join(result.untyped_loci)} (counted only where typed)"
+    out.print(line)
+
+
+def _read_cohort(path: Path, reader: TypingReader, batch: BatchMatcher, role: str) -> Cohort:
+    with err.status(f"reading {role} typings from {path}"):
+        rows = list(read_typings(path, reader))
+    return batch.encode(rows)
+
+
+def _pair_blocks(patients: Cohort, donors: Cohort, pairs: Path | None
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    if pairs is None:
+        step = max(1, BLOCK_PAIRS // max(1, len(donors)))
+        donor_rows = np.arange(len(donors), dtype=np.int64)
+        for start in range(0, len(patients), step):
+            rows = np.arange(start, min(start + step, len(patients)), dtype=np.int64)
+            yield np.repeat(rows, len(donors)), np.tile(donor_rows, len(rows))
+        return
+    p_index = {ident: i for i, ident in enumerate(patients.ids)}
+    d_index = {ident: i for i, ident in enumerate(donors.ids)}
+    p_rows: list[int] = []
+    d_rows: list[int] = []
+    for number, p, d in read_pairs(pairs):
+        if p not in p_index:
+            raise TypingFileError(pairs, number, "patient", f"{p!r} is not in the patients file")
+        if d not in d_index:
+            raise TypingFileError(pairs, number, "donor", f"{d!r} is not in the donors file")
+        p_rows.append(p_index[p])
+        d_rows.append(d_index[d])
+        if len(p_rows) == BLOCK_PAIRS:
+            yield np.array(p_rows, dtype=np.int64), np.array(d_rows, dtype=np.int64)
+            p_rows, d_rows = [], []
+    if p_rows:
+        yield np.array(p_rows, dtype=np.int64), np.array(d_rows, dtype=np.int64)
+
+
+def _batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None, patients_path: Path,
+           donors_path: Path, pairs: Path | None, output: Path | None, fmt: OutFormat | None,
+           summaries: list[str], no_pairs: bool) -> None:
+    batch = BatchMatcher(matcher, loci)
+    summary_sets = [MismatchSummary(_loci(text) or [], batch.loci) for text in summaries]
+    patients = _read_cohort(patients_path, reader, batch, "patient")
+    donors = _read_cohort(donors_path, reader, batch, "donor")
+    prepared = batch.tables(patients, donors)
+    fmt_name = (fmt.value if fmt else "jsonl" if output and output.suffix in (".jsonl", ".ndjson")
+                else "csv")
+    total = len(patients) * len(donors) if pairs is None else None
+    p_ids, d_ids = pl.Series(patients.ids), pl.Series(donors.ids)
+    graded = 0
+    with ExitStack() as stack:
+        sink: BinaryIO | None = None
+        if not no_pairs:
+            sink = (stack.enter_context(_atomic(output)) if output
+                    else sys.stdout.buffer)
+        progress = stack.enter_context(Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=err, transient=True))
+        task = progress.add_task("grading pairs", total=total)
+        for p_rows, d_rows in _pair_blocks(patients, donors, pairs):
+            block = batch.grade(patients, donors, p_rows, d_rows, prepared)
+            for s in summary_sets:
+                s.add(block)
+            if sink is not None:
+                frame = block_frame(block, p_ids, d_ids, batch.loci, fmt_name == "jsonl")
+                write_block(frame, sink, fmt_name, header=graded == 0)
+            graded += len(p_rows)
+            progress.update(task, advance=len(p_rows))
+    report = out if output or no_pairs else err
+    report.print(f"graded {graded:,} pairs ({len(patients):,} patients, {len(donors):,} donors) "
+                 f"over {', '.join(batch.loci)} at {matcher.policy.level} group level")
+    for s in summary_sets:
+        table = Table(title=f"total mismatches over {', '.join(s.loci)}")
+        for column in ("mismatches", "pairs", "certain", "potential"):
+            table.add_column(column, justify="right")
+        for row in s.rows():
+            table.add_row(*(f"{row[k]:,}" for k in ("mismatches", "pairs", "certain",
+                                                    "potential")))
+        report.print(table)
+        if s.untyped:
+            report.print(f"  {s.untyped:,} pairs left out: a locus untyped on one side")
+
+
+class _atomic:
+    """Write to ``path`` through a temporary file renamed on success: an interrupted batch
+    never leaves a half-written result that looks complete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.partial")
+
+    def __enter__(self) -> BinaryIO:
+        try:
+            self.handle: BinaryIO = self.tmp.open("wb")
+        except OSError as exc:
+            raise GraftmatchError(f"cannot write {self.path}: {exc}") from exc
+        return self.handle
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self.handle.close()
+        if kind is None:
+            self.tmp.replace(self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)

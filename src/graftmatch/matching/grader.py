@@ -1,0 +1,224 @@
+"""Grading a patient-donor pair, locus by locus: the pure core of matching.
+
+``Matcher(index).match(patient, donor)`` takes two parsed typings and returns an immutable
+:class:`MatchResult`. It reads each typing into *slots* (two gene copies per locus), compares the
+four patient-donor copy pairs of every locus (:mod:`.grades`), picks the better pairing and
+counts directions (:mod:`.kernels`), and adds the DPB1 TCE verdict.
+
+Typing structure: a locus typed with one copy (``A*01:01``) is read as homozygous, as registries
+write homozygous typings; for DRB3/4/5 one copy means the other haplotype lacks the gene, which
+matches like a null copy, i.e. the same way. Alternative genotypes (``|``) count as potential
+matches: the best genotype is taken, and no match from it is more than potential. Alternatives
+phased over several loci (``~`` with ``|``) are chosen jointly for those loci.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from graftmatch.errors import GraftmatchError
+from graftmatch.matching import kernels
+from graftmatch.matching.dpb1 import TceGroups, mask_label
+from graftmatch.matching.grades import (
+    Confidence,
+    Grader,
+    Relation,
+    confidence_of,
+    match_code,
+    relation_of,
+)
+from graftmatch.matching.policy import MatchPolicy, default_policy
+from graftmatch.matching.positions import PositionReader, SequenceFacts, Slot
+from graftmatch.matching.result import LocusResult, MatchResult, PositionResult, TceResult
+from graftmatch.nomenclature.index import NomenclatureIndex
+from graftmatch.typing.model import AlleleList, Typing
+
+#: Joint choices over phased multi-locus genotype lists are enumerated up to this many.
+MAX_JOINT_CHOICES = 4096
+
+LocusSlots = tuple[Slot, Slot]
+#: One alternative genotype of a ``^`` block: its loci, each with two slots.
+Alternative = dict[str, LocusSlots]
+
+
+@dataclass(frozen=True, slots=True)
+class _Graded:
+    key: tuple[int, ...]
+    result: LocusResult
+
+
+class Matcher:
+    """Grades pairs against one release and policy. Reuse one: positions are cached."""
+
+    def __init__(self, index: NomenclatureIndex, policy: MatchPolicy | None = None) -> None:
+        self.index = index
+        self.policy = policy or default_policy()
+        self.positions = PositionReader(index, self.policy)
+        self.grader = Grader(SequenceFacts(index))
+        self.tce = TceGroups(index, self.policy)
+        self._known_loci = set(index.loci)
+
+    # -- reading typings into slots ------------------------------------------------------
+    def slots(self, copies: Sequence[AlleleList]) -> LocusSlots:
+        """The two slots of one locus from its typed copies (one copy reads as homozygous)."""
+        first = self.positions.position(copies[0])
+        second = self.positions.position(copies[1]) if len(copies) > 1 else first
+        act_first = second if first.null and not second.null else first
+        act_second = first if second.null and not first.null else second
+        return Slot(first, act_first), Slot(second, act_second)
+
+    def blocks(self, typing: Typing) -> list[list[Alternative]]:
+        """Each ``^`` block as its alternative genotypes, each as slots per locus."""
+        out = []
+        for block in typing.blocks:
+            alternatives = []
+            for genotype in block:
+                copies: dict[str, list[AlleleList]] = {}
+                for haplotype in genotype:
+                    for alleles in haplotype:
+                        copies.setdefault(alleles[0].locus, []).append(alleles)
+                alternatives.append({locus: self.slots(c) for locus, c in copies.items()})
+            out.append(alternatives)
+        return out
+
+    def check_loci(self, loci: Iterable[str]) -> tuple[str, ...]:
+        out = tuple(dict.fromkeys(loci))
+        for locus in out:
+            if locus not in self._known_loci:
+                raise GraftmatchError(f"unknown locus {locus!r} (release {self.index.release})")
+        return out
+
+    # -- grading -----------------------------------------------------------------------
+    def match(self, patient: Typing, donor: Typing,
+              loci: Sequence[str] | None = None) -> MatchResult:
+        if loci:
+            counted = graded = self.check_loci(loci)
+        else:
+            counted = self.policy.counted_loci
+            graded = tuple(dict.fromkeys((*self.policy.counted_loci, *self.policy.graded_loci)))
+        p_blocks, d_blocks = self.blocks(patient), self.blocks(donor)
+        typed_p = {locus for block in p_blocks for locus in block[0]}
+        typed_d = {locus for block in d_blocks for locus in block[0]}
+        both = [locus for locus in graded if locus in typed_p and locus in typed_d]
+        results = self._grade_loci(both, p_blocks, d_blocks, set(counted))
+        by_locus = {r.locus: r for r in results}
+        shown = [locus for locus in graded if locus in by_locus or locus in counted]
+        loci_results = tuple(
+            by_locus.get(locus) or LocusResult(locus, typed=False, counted=locus in counted)
+            for locus in shown
+        )
+        return self._summarise(loci_results, counted)
+
+    def _grade_loci(self, loci: list[str], p_blocks: list[list[Alternative]],
+                    d_blocks: list[list[Alternative]], counted: set[str]) -> list[LocusResult]:
+        wanted = set(loci)
+
+        def joint(blocks: list[list[Alternative]]) -> list[list[Alternative]]:
+            return [b for b in blocks if len(b) > 1 and len(wanted & set(b[0])) > 1]
+
+        joint_blocks = joint(p_blocks) + joint(d_blocks)
+        choices = 1
+        for block in joint_blocks:
+            choices *= len(block)
+        if choices > MAX_JOINT_CHOICES:
+            raise GraftmatchError(
+                f"the typings list {choices} phased multi-locus genotype combinations; at most "
+                f"{MAX_JOINT_CHOICES} are graded jointly")
+
+        best: tuple[tuple[int, ...], list[LocusResult]] | None = None
+        for choice in itertools.product(*joint_blocks):
+            fixed = {id(block): alt for block, alt in zip(joint_blocks, choice, strict=True)}
+            graded = [self._grade_locus(locus,
+                                        self._alternatives(locus, p_blocks, fixed),
+                                        self._alternatives(locus, d_blocks, fixed),
+                                        locus in counted)
+                      for locus in loci]
+            key = tuple(sum(k) for k in zip(*(g.key for g in graded), strict=True)) \
+                if graded else ()
+            if best is None or key > best[0]:
+                best = (key, [g.result for g in graded])
+        return best[1] if best else []
+
+    @staticmethod
+    def _alternatives(locus: str, blocks: list[list[Alternative]],
+                      fixed: dict[int, Alternative]) -> list[LocusSlots]:
+        for block in blocks:
+            if locus in block[0]:
+                chosen = fixed.get(id(block))
+                return [chosen[locus]] if chosen else [alt[locus] for alt in block]
+        raise AssertionError(locus)  # callers grade only loci typed on this side
+
+    def _grade_locus(self, locus: str, p_alts: list[LocusSlots], d_alts: list[LocusSlots],
+                     counted: bool) -> _Graded:
+        ambiguous = len(p_alts) > 1 or len(d_alts) > 1
+        best: _Graded | None = None
+        for p, d in itertools.product(p_alts, d_alts):
+            graded = self._grade_genotypes(locus, p, d, ambiguous, counted)
+            if best is None or graded.key > best.key:
+                best = graded
+        assert best is not None
+        return best
+
+    def _grade_genotypes(self, locus: str, p: LocusSlots, d: LocusSlots, ambiguous: bool,
+                         counted: bool) -> _Graded:
+        codes = [[match_code(p[i], d[j]) for j in (0, 1)] for i in (0, 1)]
+        if ambiguous:  # the genotype itself is one of several: no match is more than potential
+            codes = [[min(c & 3, 1) | (c & ~3) for c in row] for row in codes]
+        cross, mm, gvh, hvg, potential, antigen, allele, unknown = kernels.orient(
+            codes[0][0], codes[0][1], codes[1][0], codes[1][1])
+        pairs = ((0, 1), (1, 0)) if cross else ((0, 0), (1, 1))
+        positions = []
+        for i, j in pairs:
+            code = codes[i][j]
+            conf = Confidence(confidence_of(code))
+            positions.append(PositionResult(
+                patient=p[i].typed.text,
+                donor=d[j].typed.text,
+                grade=self.grader.grade(p[i], d[j]),
+                confidence=conf,
+                mismatch=Relation(relation_of(code)) if conf is Confidence.MISMATCH else None,
+            ))
+        tce = self._tce(p, d, mm > 0) if locus == "DPB1" else None
+        result = LocusResult(
+            locus=locus, typed=True, counted=counted, mismatches=mm, gvh_mismatches=gvh,
+            hvg_mismatches=hvg, antigen_mismatches=antigen, allele_mismatches=allele,
+            unknown_mismatches=unknown, potential_matches=potential,
+            confidence=min(pos.confidence for pos in positions),
+            orientation="cross" if cross else "direct", positions=tuple(positions), tce=tce)
+        return _Graded((2 - mm, -antigen, -unknown, -potential), result)
+
+    def _tce(self, p: LocusSlots, d: LocusSlots, mismatched: bool) -> TceResult:
+        p_low = kernels.lowest_groups(self.tce.mask(p[0].acting), self.tce.mask(p[1].acting))
+        d_low = kernels.lowest_groups(self.tce.mask(d[0].acting), self.tce.mask(d[1].acting))
+        verdict = kernels.tce_verdict(p_low, d_low, mismatched)
+        return TceResult(mask_label(p_low), mask_label(d_low), kernels.TCE_VERDICTS[verdict])
+
+    def _summarise(self, loci: tuple[LocusResult, ...], counted: Sequence[str]) -> MatchResult:
+        typed = [r for r in loci if r.counted and r.typed]
+        untyped = tuple(r.locus for r in loci if r.counted and not r.typed)
+        total = sum(r.mismatches or 0 for r in typed)
+        confidence = min([r.confidence for r in typed]
+                         + ([Confidence.POTENTIAL] if untyped else []),
+                         default=Confidence.POTENTIAL)
+        other = sum(r.mismatches or 0 for r in typed if r.locus != "DPB1")
+        dpb1 = next((r for r in typed if r.locus == "DPB1"), None)
+        tce = dpb1.tce.verdict if dpb1 is not None and dpb1.tce is not None else "unknown"
+        category = kernels.CATEGORIES[kernels.category(
+            other, dpb1.mismatches or 0 if dpb1 else 0, kernels.TCE_VERDICTS.index(tce),
+            int(confidence))]
+        return MatchResult(
+            level=self.policy.level,
+            release=self.index.release,
+            loci=loci,
+            counted_loci=tuple(counted),
+            total_mismatches=total,
+            match_count=f"{2 * len(typed) - total}/{2 * len(typed)}",
+            gvh_mismatches=sum(r.gvh_mismatches or 0 for r in typed),
+            hvg_mismatches=sum(r.hvg_mismatches or 0 for r in typed),
+            antigen_mismatches=sum(r.antigen_mismatches or 0 for r in typed),
+            untyped_loci=untyped,
+            confidence=confidence,
+            category=category,
+        )

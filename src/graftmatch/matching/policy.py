@@ -1,0 +1,90 @@
+"""The matching policy: the rules of ``policy.toml``, read once and checked.
+
+Every rule a physician may want to check lives in that one file with its source; this module only
+reads it (or a site's own copy) and refuses values it does not understand.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from graftmatch.errors import GraftmatchError
+
+LEVELS = ("P", "G")
+TCE_ASSIGNMENTS = ("V1", "V2")
+
+
+class PolicyError(GraftmatchError):
+    """A matching policy file that cannot be used as written."""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPolicy:
+    level: str
+    graded_loci: tuple[str, ...]
+    counted_loci: tuple[str, ...]
+    mixed_null_lists: str
+    tce_assignment: str
+    tce_group_2a: str
+    tce_use_inferred: bool
+    source: str
+
+
+def _get(doc: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in doc:
+        raise PolicyError(f"{where}: '{key}' is missing")
+    value = doc[key]
+    if not isinstance(value, kind):
+        raise PolicyError(f"{where}: '{key}' = {value!r} should be a {kind.__name__}")
+    return value
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
+    if value not in allowed:
+        raise PolicyError(f"{where}: '{key}' = {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _loci(value: list[Any], key: str, where: str) -> tuple[str, ...]:
+    if not value or not all(isinstance(x, str) and x for x in value):
+        raise PolicyError(f"{where}: '{key}' = {value!r} should be a non-empty list of loci")
+    return tuple(value)
+
+
+def parse_policy(text: str, source: str) -> MatchPolicy:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
+    tce = _get(doc, "dpb1_tce", dict, source)
+    where_tce = f"{source} [dpb1_tce]"
+    return MatchPolicy(
+        level=_choice(_get(doc, "level", str, source), LEVELS, "level", source),
+        graded_loci=_loci(_get(doc, "graded_loci", list, source), "graded_loci", source),
+        counted_loci=_loci(_get(doc, "counted_loci", list, source), "counted_loci", source),
+        mixed_null_lists=_choice(_get(doc, "mixed_null_lists", str, source),
+                                 ("expressing", "keep"), "mixed_null_lists", source),
+        tce_assignment=_choice(_get(tce, "assignment", str, where_tce), TCE_ASSIGNMENTS,
+                               "assignment", where_tce),
+        tce_group_2a=_choice(_get(tce, "group_2a", str, where_tce), ("2", "3"), "group_2a",
+                             where_tce),
+        tce_use_inferred=_get(tce, "use_inferred", bool, where_tce),
+        source=source,
+    )
+
+
+def default_policy() -> MatchPolicy:
+    text = resources.files("graftmatch.matching").joinpath("policy.toml").read_text("utf-8")
+    return parse_policy(text, "graftmatch default policy")
+
+
+def load_policy(path: Path) -> MatchPolicy:
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read matching policy {path}: {exc}") from exc
+    return parse_policy(text, str(path))

@@ -1,0 +1,136 @@
+"""What one typed gene copy (a *position*) may be, in the terms matching needs.
+
+A position is one side of a ``+`` in a typing: an allele list such as ``A*02:01/A*02:09``, an XX
+code, a MAC or a serological antigen. Matching never looks at names again after this: it compares
+the sets built here (level groups, antigens, sequence facts), so reading a typing once serves
+every donor it is compared with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from graftmatch.matching.policy import MatchPolicy
+from graftmatch.nomenclature.index import NomenclatureIndex
+from graftmatch.nomenclature.names import is_null, truncate
+from graftmatch.typing.model import AlleleList, CallKind
+
+#: The level key of a position that expresses nothing.
+NULL_KEY = "NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One gene copy of a typing, as far as the typing tells."""
+
+    text: str
+    locus: str
+    ids: frozenset[int]
+    #: Alleles that may be the copy for matching purposes (nulls dropped from mixed lists under
+    #: the default policy).
+    expressing: frozenset[int]
+    #: True when the copy is certainly not expressed (every allele it may be is null).
+    null: bool
+    serology: bool
+    #: Exactly one molecular allele.
+    single: bool
+    #: Level groups (P or G) of the expressed alleles; ``{NULL}`` for a null copy.
+    keys: frozenset[str]
+    #: Split-level serological antigens of the expressed alleles (associated antigens read as
+    #: their parent: A203 -> A2); empty when serology is not defined for them.
+    antigens: frozenset[str]
+
+
+class PositionReader:
+    """Builds :class:`Position` profiles against one release and policy, remembering each allele
+    list it has seen (registries repeat the same lists millions of times)."""
+
+    def __init__(self, index: NomenclatureIndex, policy: MatchPolicy) -> None:
+        self.index = index
+        self.policy = policy
+        self._cache: dict[tuple[str, str], Position] = {}
+        self._splits: dict[str, list[str]] = {}
+        for split, broad in index.broad_of.items():
+            self._splits.setdefault(broad, []).append(split)
+
+    def position(self, alleles: AlleleList) -> Position:
+        text = "/".join(c.text for c in alleles)
+        key = (alleles[0].locus, text)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._build(alleles, text)
+        return found
+
+    def _build(self, alleles: AlleleList, text: str) -> Position:
+        names = self.index.names
+        ids = frozenset(i for call in alleles for i in call.alleles)
+        nulls = frozenset(i for i in ids if is_null(names[i]))
+        null = nulls == ids
+        expressing = ids - nulls
+        serology = any(call.kind is CallKind.SEROLOGY for call in alleles)
+        group = self.index.p_group if self.policy.level == "P" else self.index.g_group
+        if null:
+            keys = frozenset({NULL_KEY})
+        else:
+            keys = frozenset(group(i) for i in expressing)
+            if self.policy.mixed_null_lists == "keep" and nulls:
+                keys |= {NULL_KEY}
+        return Position(
+            text=text,
+            locus=alleles[0].locus,
+            ids=ids,
+            expressing=expressing,
+            null=null,
+            serology=serology,
+            single=len(ids) == 1 and not serology,
+            keys=keys,
+            antigens=frozenset(a for i in expressing for a in self.split_antigens(i)),
+        )
+
+    def split_antigens(self, i: int) -> tuple[str, ...]:
+        """Antigens of allele ``i`` at split level (SI2 of the WMDA framework).
+
+        Broads are dropped when a split is known; an allele assigned only a broad antigen may be
+        any of its splits. Associated antigens fold into their parent.
+        """
+        assigned = self.index.serology[i]
+        out: set[str] = set()
+        for antigen in assigned:
+            if antigen in self._splits:  # a broad
+                if not any(a in self._splits[antigen] for a in assigned):
+                    out.add(antigen)
+                    out.update(self._splits[antigen])
+            else:
+                out.add(self.index.associated_with.get(antigen, antigen))
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A position as typed (``typed``) and as it acts in matching (``acting``).
+
+    A null copy acts as its expressed partner: a patient ``A*01:01+A*24:09N`` shows the immune
+    system only A*01:01, exactly like a homozygous ``A*01:01+A*01:01`` [17 Atlas, 2024].
+    """
+
+    typed: Position
+    acting: Position
+
+
+class SequenceFacts:
+    """Sequence facts behind the molecular grades, per allele (cached)."""
+
+    def __init__(self, index: NomenclatureIndex) -> None:
+        self.index = index
+
+    @cached_property
+    def full(self) -> list[bool]:
+        return [status[0] == "Full" for status in self.index.status]
+
+    @cached_property
+    def gdna(self) -> list[bool]:
+        return [status[0] == "Full" and status[1] == "gDNA" for status in self.index.status]
+
+    def fields(self, i: int, n: int) -> str:
+        return truncate(self.index.names[i], n)
