@@ -29,7 +29,7 @@ def fail(exc: GraftmatchError, as_json: bool = False) -> typer.Exit:
         payload = exc.to_dict() if isinstance(exc, TypingError) else {"error": str(exc)}
         out.print_json(json.dumps({"valid": False, **payload}))
     else:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 

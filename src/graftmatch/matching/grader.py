@@ -8,8 +8,9 @@ counts directions (:mod:`.kernels`), and adds the DPB1 TCE verdict.
 Typing structure: a locus typed with one copy (``A*01:01``) is read as homozygous, as registries
 write homozygous typings; for DRB3/4/5 one copy means the other haplotype lacks the gene, which
 matches like a null copy, i.e. the same way. Alternative genotypes (``|``) count as potential
-matches: the best genotype is taken, and no match from it is more than potential. Alternatives
-phased over several loci (``~`` with ``|``) are chosen jointly for those loci.
+matches: the best genotype is taken, and where the alternatives differ at a locus no match there
+is more than potential. Alternatives phased over several loci (``~`` with ``|``) are chosen
+jointly for those loci.
 """
 
 from __future__ import annotations
@@ -143,18 +144,23 @@ class Matcher:
 
     @staticmethod
     def _alternatives(locus: str, blocks: list[list[Alternative]],
-                      fixed: dict[int, Alternative]) -> list[LocusSlots]:
+                      fixed: dict[int, Alternative]) -> tuple[list[LocusSlots], bool]:
+        """The genotypes to try at ``locus``, and whether the typing leaves it ambiguous
+        (distinct unphased genotypes there, whichever one the joint choice fixed)."""
         for block in blocks:
             if locus in block[0]:
+                distinct = {frozenset((alt[locus][0].typed.text, alt[locus][1].typed.text))
+                            for alt in block}
                 chosen = fixed.get(id(block))
-                return [chosen[locus]] if chosen else [alt[locus] for alt in block]
+                return ([chosen[locus]] if chosen else [alt[locus] for alt in block],
+                        len(distinct) > 1)
         raise AssertionError(locus)  # callers grade only loci typed on this side
 
-    def _grade_locus(self, locus: str, p_alts: list[LocusSlots], d_alts: list[LocusSlots],
-                     counted: bool) -> _Graded:
-        ambiguous = len(p_alts) > 1 or len(d_alts) > 1
+    def _grade_locus(self, locus: str, p_alts: tuple[list[LocusSlots], bool],
+                     d_alts: tuple[list[LocusSlots], bool], counted: bool) -> _Graded:
+        ambiguous = p_alts[1] or d_alts[1]
         best: _Graded | None = None
-        for p, d in itertools.product(p_alts, d_alts):
+        for p, d in itertools.product(p_alts[0], d_alts[0]):
             graded = self._grade_genotypes(locus, p, d, ambiguous, counted)
             if best is None or graded.key > best.key:
                 best = graded

@@ -1,0 +1,138 @@
+"""``graftmatch match`` as a coordinator or a lab runs it: one pair, then files of typings.
+
+Validation cases read: Given patient ..., donor ..., then the count, category and direction a
+search coordinator would expect.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+from typer.testing import CliRunner
+
+from graftmatch.interfaces.cli import app
+
+runner = CliRunner()
+
+PATIENT = ("A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
+           "^DQB1*02:01+DQB1*03:02")
+DONOR_C_HOMOZYGOUS = ("A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*07:01^DRB1*03:01+DRB1*04:01"
+                      "^DQB1*02:01+DQB1*03:02")
+
+
+def run(*args: str):
+    return runner.invoke(app, ["match", *args])
+
+
+def test_given_a_donor_homozygous_at_c_then_9_of_10_with_a_gvh_antigen_mismatch():
+    result = run("--patient", PATIENT, "--donor", DONOR_C_HOMOZYGOUS, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["match_count"], doc["total_mismatches"], doc["category"]) == ("9/10", 1,
+                                                                             "mismatch")
+    c = doc["loci"]["C"]
+    assert (c["mismatches"], c["gvh_mismatches"], c["hvg_mismatches"],
+            c["antigen_mismatches"]) == (1, 1, 0, 1)
+    assert c["grades"] == ["gdna", "mismatch"]
+
+
+def test_given_8_of_8_loci_then_the_count_is_over_8():
+    doc = json.loads(run("--patient", PATIENT, "--donor", DONOR_C_HOMOZYGOUS, "--loci",
+                         "A,B,C,DRB1", "--json").stdout)
+    assert doc["match_count"] == "7/8" and list(doc["loci"]) == ["A", "B", "C", "DRB1"]
+
+
+def test_given_dpb1_then_the_tce_verdict_is_reported():
+    doc = json.loads(run("--patient", "DPB1*04:01+DPB1*02:01", "--donor",
+                         "DPB1*04:01+DPB1*03:01", "--loci", "DPB1", "--json").stdout)
+    assert doc["loci"]["DPB1"]["tce"] == "non-permissive-hvg"
+
+
+def test_table_output_names_the_count_and_the_level():
+    result = run("--patient", PATIENT, "--donor", DONOR_C_HOMOZYGOUS)
+    assert result.exit_code == 0
+    assert "9/10 over A, B, C, DRB1, DQB1: mismatch" in result.stdout
+    assert "P group level" in result.stdout and "C*05:01" in result.stdout
+
+
+def test_bad_typing_names_the_side_token_and_position():
+    result = run("--patient", PATIENT, "--donor", "A*01:01+A*99:99", "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["error"].startswith("donor typing: unknown allele")
+    assert (doc["token"], doc["position"]) == ("A*99:99", 9)
+
+
+def test_mode_errors_are_clear():
+    assert "either --patient" in run().stderr
+    assert "both --patient and --donor" in run("--patient", PATIENT).stderr
+    result = run("--patient", PATIENT, "--donor", PATIENT, "--loci", "A,QQ")
+    assert result.exit_code == 1 and "unknown locus 'QQ'" in result.stderr
+
+
+def _files(tmp_path):
+    patients = tmp_path / "patients.txt"
+    patients.write_text(f"P1%{PATIENT}\nP2%A*03:01+A*03:01^B*07:02+B*07:02^DRB1*15:01\n")
+    donors = tmp_path / "donors.csv"
+    donors.write_text(f"id,gl\nD1,{DONOR_C_HOMOZYGOUS}\nD2,A*03:01+A*02:01^B*07:02+B*08:01\n"
+                      "D3,A2+A1^B8+B44^DR17+DR4\n")
+    return patients, donors
+
+
+def test_batch_all_pairs_to_csv(tmp_path):
+    patients, donors = _files(tmp_path)
+    out = tmp_path / "out.csv"
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(out),
+                 "--summary", "A,B")
+    assert result.exit_code == 0, result.stderr
+    table = pl.read_csv(out)
+    assert table.height == 6
+    first = table.row(0, named=True)
+    assert (first["patient"], first["donor"], first["match_count"], first["C_gvh"],
+            first["C_hvg"]) == ("P1", "D1", "9/10", 1, 0)
+    p2d2 = table.filter((pl.col("patient") == "P2") & (pl.col("donor") == "D2")).row(
+        0, named=True)
+    # P2 is homozygous A*03:01 and B*07:02: D2 carries one of each plus another allele.
+    assert (p2d2["A_mismatches"], p2d2["A_gvh"], p2d2["A_hvg"]) == (1, 0, 1)
+    assert p2d2["untyped_loci"] == "C;DRB1;DQB1" and p2d2["match_count"] == "2/4"
+    assert "graded 6 pairs" in result.stdout and "total mismatches over A, B" in result.stdout
+
+
+def test_batch_pairs_file_to_jsonl(tmp_path):
+    patients, donors = _files(tmp_path)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("patient,donor\nP1,D3\n")
+    out = tmp_path / "out.jsonl"
+    result = run("--patients", str(patients), "--donors", str(donors), "--pairs", str(pairs),
+                 "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1
+    doc = json.loads(lines[0])
+    assert (doc["patient"], doc["donor"], doc["match_count"]) == ("P1", "D3", "6/6")
+    assert doc["category"] == "potential"  # serological donor: matches are only potential
+    assert doc["loci"]["C"]["mismatches"] is None and doc["untyped_loci"] == "C;DQB1"
+
+
+def test_batch_errors_name_file_line_and_field(tmp_path):
+    patients, donors = _files(tmp_path)
+    donors.write_text("id,gl\nD1,A*01:01\nD2,A*01:01+A*01:999\n")
+    out = tmp_path / "out.csv"
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(out))
+    assert result.exit_code == 1
+    assert "donors.csv line 3, typing of D2" in result.stderr
+    assert "'A*01:999' at position 9" in result.stderr
+    assert not out.exists()  # nothing half-written
+
+    donors.write_text("id,gl\nD1,A*01:01\nD1,A*02:01\n")
+    assert "line 3, id: 'D1' already used on line 2" in run(
+        "--patients", str(patients), "--donors", str(donors)).stderr
+
+    donors.write_text("id,gl\nD1,A*01:01\n")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("P1,D1\nP1,D9\n")
+    result = run("--patients", str(patients), "--donors", str(donors), "--pairs", str(pairs),
+                 "--out", str(out))
+    assert result.exit_code == 1 and "pairs.csv line 2, donor: 'D9'" in result.stderr
+    assert not out.exists()
