@@ -15,9 +15,11 @@ from graftmatch import __version__
 from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
 from graftmatch.interfaces import match_command
 from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.matching.grader import Matcher
 from graftmatch.nomenclature import release as releases
 from graftmatch.nomenclature.mac import load_mac_table, read_mac_file, save_mac_table
 from graftmatch.nomenclature.reduce import Level, Reducer
+from graftmatch.typing.parser import TypingReader
 
 app = typer.Typer(help="HLA typing, matching and donor search for stem cell transplantation.",
                   no_args_is_help=True, add_completion=False)
@@ -187,10 +189,28 @@ DEMO_TYPINGS: tuple[tuple[str, str], ...] = (
 )
 DEMO_INVALID: tuple[str, ...] = ("A*01:999+A*02:01", "A*01:01+B*08:01", "A*01:AB", "A*01:04")
 
+#: An example patient and donors for the matching part of the demo: made-up typings built from
+#: real allele names, each donor showing one situation a coordinator meets.
+DEMO_PATIENT = ("A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
+                "^DQB1*02:01+DQB1*03:02^DPB1*04:01+DPB1*02:01")
+DEMO_DONORS: tuple[tuple[str, str], ...] = (
+    ("identical, permissive DPB1 mismatch",
+     "A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
+     "^DQB1*02:01+DQB1*03:02^DPB1*04:01+DPB1*01:01"),
+    ("homozygous at C (GvH-only mismatch)",
+     "A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*07:01^DRB1*03:01+DRB1*04:01"
+     "^DQB1*02:01+DQB1*03:02^DPB1*04:01+DPB1*03:01"),
+    ("allele-level mismatch at A (A*02:05, still A2)",
+     "A*01:01+A*02:05^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
+     "^DQB1*02:01+DQB1*03:02"),
+    ("registry typing: XX codes, C and DQB1 untyped",
+     "A*01:XX+A*02:XX^B*08:01+B*44:XX^DRB1*03:01/DRB1*03:02+DRB1*04:XX"),
+)
+
 
 @app.command("demo")
 def demo() -> None:
-    """End-to-end nomenclature demo: load the release and normalise real-world typings."""
+    """End-to-end demo: load the release, read real-world typings, grade example matches."""
     try:
         try:
             info = releases.active_release()
@@ -221,8 +241,32 @@ def demo() -> None:
             reader.parse(text)
         except TypingError as exc:
             out.print(f"  {text}: {exc}", highlight=False)
+    _demo_matching(reader)
     out.print(f"\nIPD-IMGT/HLA data: CC BY-ND ({releases.LICENCE_URL}). Please cite:\n"
               f"{releases.CITATION}", highlight=False)
+
+
+def _demo_matching(reader: TypingReader) -> None:
+    matcher = Matcher(reader.index)
+    patient = reader.parse(DEMO_PATIENT)
+    out.print()
+    out.rule("match grading (P group level, counted over A, B, C, DRB1, DQB1)")
+    out.print(f"example patient: {DEMO_PATIENT}")
+    table = Table()
+    for column in ("example donor", "count", "category", "GvH", "HvG", "mismatches",
+                   "DPB1 TCE"):
+        table.add_column(column)
+    for label, text in DEMO_DONORS:
+        result = matcher.match(patient, reader.parse(text))
+        where = [f"{r.locus} ({'antigen' if r.antigen_mismatches else 'allele'})"
+                 for r in result.loci if r.counted and r.mismatches]
+        if result.untyped_loci:
+            where.append("untyped: " + ", ".join(result.untyped_loci))
+        dpb1 = next((r for r in result.loci if r.locus == "DPB1"), None)
+        table.add_row(label, result.match_count, result.category,
+                      str(result.gvh_mismatches), str(result.hvg_mismatches),
+                      "; ".join(where) or "-", dpb1.tce.verdict if dpb1 and dpb1.tce else "-")
+    out.print(table)
 
 
 def _abbreviate(gl: str, keep: int = 4) -> str:
