@@ -36,6 +36,7 @@ test: lint
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_reduce.py
+	$(BIN)/python benchmarks/bench_match.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
