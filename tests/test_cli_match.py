@@ -136,3 +136,21 @@ def test_batch_errors_name_file_line_and_field(tmp_path):
                  "--out", str(out))
     assert result.exit_code == 1 and "pairs.csv line 2, donor: 'D9'" in result.stderr
     assert not out.exists()
+
+
+def test_a_site_policy_is_checked_and_used(tmp_path):
+    from importlib import resources
+
+    text = resources.files("graftmatch.matching").joinpath("policy.toml").read_text()
+    bad = tmp_path / "site.toml"
+    bad.write_text(text.replace('level = "P"', 'level = "X"'))
+    result = run("--patient", PATIENT, "--donor", PATIENT, "--policy", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}: 'level' = 'X'; expected one of P, G" in result.stderr
+    # A site counting 8/8 by default (NMDP/CIBMTR) instead of 10/10:
+    site = tmp_path / "nmdp.toml"
+    site.write_text(text.replace('counted_loci = ["A", "B", "C", "DRB1", "DQB1"]',
+                                 'counted_loci = ["A", "B", "C", "DRB1"]'))
+    doc = json.loads(run("--patient", PATIENT, "--donor", DONOR_C_HOMOZYGOUS, "--policy",
+                         str(site), "--json").stdout)
+    assert doc["match_count"] == "7/8" and doc["loci"]["DQB1"]["counted"] is False

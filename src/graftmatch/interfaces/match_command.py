@@ -67,8 +67,8 @@ def match(
         help="Batch: grade only these pairs (lines 'patient_id,donor_id'); default all pairs")
     ] = None,
     loci: Annotated[str | None, typer.Option(
-        help="Loci to grade and count, e.g. A,B,C,DRB1 (8/8). Default: count A,B,C,DRB1,DQB1 "
-             "(10/10) and also grade DPB1, DRB3/4/5, DQA1, DPA1 where both are typed")] = None,
+        help="Loci to grade and count, e.g. A,B,C,DRB1 (8/8). Default: A,B,C,DRB1,DQB1 (10/10); "
+             "one pair also shows DPB1, DRB3/4/5, DQA1, DPA1 where both are typed")] = None,
     level: Annotated[MatchLevel | None, typer.Option(
         help="Match level: P group (default, WMDA) or G group")] = None,
     policy: Annotated[Path | None, typer.Option(
