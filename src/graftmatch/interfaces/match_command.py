@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import IO, Annotated
 
 import numpy as np
 import polars as pl
@@ -17,6 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError, TypingError
 from graftmatch.interfaces.common import err, fail, open_reader, out
 from graftmatch.matching.batch import BatchMatcher, Cohort, MismatchSummary
@@ -208,9 +209,11 @@ def _batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None, patie
     p_ids, d_ids = pl.Series(patients.ids), pl.Series(donors.ids)
     graded = 0
     with ExitStack() as stack:
-        sink: BinaryIO | None = None
+        sink: IO[bytes] | None = None
         if not no_pairs:
-            sink = (stack.enter_context(_atomic(output)) if output
+            # Through a temporary file renamed on success: an interrupted batch never leaves
+            # a half-written result that looks complete.
+            sink = (stack.enter_context(atomic_file(output, "wb")) if output
                     else sys.stdout.buffer)
         progress = stack.enter_context(Progress(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -239,25 +242,3 @@ def _batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None, patie
         if s.untyped:
             report.print(f"  {s.untyped:,} pairs left out: a locus untyped on one side")
 
-
-class _atomic:
-    """Write to ``path`` through a temporary file renamed on success: an interrupted batch
-    never leaves a half-written result that looks complete."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.partial")
-
-    def __enter__(self) -> BinaryIO:
-        try:
-            self.handle: BinaryIO = self.tmp.open("wb")
-        except OSError as exc:
-            raise GraftmatchError(f"cannot write {self.path}: {exc}") from exc
-        return self.handle
-
-    def __exit__(self, kind: object, value: object, tb: object) -> None:
-        self.handle.close()
-        if kind is None:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)

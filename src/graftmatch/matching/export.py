@@ -10,7 +10,7 @@ DPB1 is graded, ``DPB1_tce``. JSON Lines carry the same values, per-locus ones n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 import polars as pl
@@ -72,7 +72,7 @@ def _where(keep: pl.Series, values: pl.Series) -> pl.Series:
     return pl.select(pl.when(keep).then(values)).to_series().alias(values.name)
 
 
-def write_block(frame: pl.DataFrame, out: BinaryIO, fmt: str, header: bool) -> None:
+def write_block(frame: pl.DataFrame, out: IO[bytes], fmt: str, header: bool) -> None:
     if fmt == "csv":
         frame.write_csv(out, include_header=header)
     else:

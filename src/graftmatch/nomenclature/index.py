@@ -10,15 +10,14 @@ See docs/adr/0002-nomenclature-index.md.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from graftmatch.atomic import atomic_file
 from graftmatch.errors import ReleaseError
 from graftmatch.nomenclature import imgt_files
 from graftmatch.nomenclature.names import sort_key, split_name, truncate
@@ -226,15 +225,8 @@ class NomenclatureIndex:
 
     def save(self, path: Path) -> None:
         """Write the index atomically: a reader never sees a half-written file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._doc, handle, separators=(",", ":"))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as handle:
+            json.dump(self._doc, handle, separators=(",", ":"))
 
     @classmethod
     def load(cls, path: Path, *, source: str = "") -> NomenclatureIndex:

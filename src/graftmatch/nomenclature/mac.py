@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError
 
 _CODE_RE = re.compile(r"^[A-Z]{2,5}$")
@@ -101,13 +101,11 @@ def mac_store_path(home: Path) -> Path:
 
 def save_mac_table(table: MacTable, home: Path) -> Path:
     path = mac_store_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({
-        "source": table.source, "updated": table.updated,
-        "imported": datetime.now(UTC).isoformat(timespec="seconds"), "codes": table.codes,
-    }))
-    os.replace(tmp, path)
+    with atomic_file(path) as handle:
+        json.dump({
+            "source": table.source, "updated": table.updated,
+            "imported": datetime.now(UTC).isoformat(timespec="seconds"), "codes": table.codes,
+        }, handle)
     return path
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import platformdirs
 
+from graftmatch.atomic import atomic_file
 from graftmatch.errors import ReleaseError
 from graftmatch.nomenclature import imgt_files
 from graftmatch.nomenclature.index import SCHEMA, NomenclatureIndex
@@ -139,15 +140,9 @@ def _install(staging: Path, provenance: dict[str, Any]) -> ReleaseInfo:
     staging.rename(target)
     if old.exists():
         shutil.rmtree(old)
-    _write_atomic(_releases_dir() / "ACTIVE", version + "\n")
+    with atomic_file(_releases_dir() / "ACTIVE") as handle:
+        handle.write(version + "\n")
     return ReleaseInfo(version, provenance["date"], target, provenance["source"], provenance)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @contextmanager
