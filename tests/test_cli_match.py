@@ -154,3 +154,11 @@ def test_a_site_policy_is_checked_and_used(tmp_path):
     doc = json.loads(run("--patient", PATIENT, "--donor", DONOR_C_HOMOZYGOUS, "--policy",
                          str(site), "--json").stdout)
     assert doc["match_count"] == "7/8" and doc["loci"]["DQB1"]["counted"] is False
+
+
+def test_summary_over_loci_not_graded_is_a_clear_error(tmp_path):
+    patients, donors = _files(tmp_path)
+    result = run("--patients", str(patients), "--donors", str(donors), "--no-pairs",
+                 "--summary", "A,DPB1")
+    assert result.exit_code == 1
+    assert "summary loci DPB1 are not graded in this batch" in result.stderr

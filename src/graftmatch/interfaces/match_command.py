@@ -43,12 +43,12 @@ class OutFormat(StrEnum):
     jsonl = "jsonl"
 
 
-def _loci(text: str | None) -> list[str] | None:
+def _loci(text: str | None, option: str = "--loci") -> list[str] | None:
     if text is None:
         return None
     loci = [part.strip().upper() for part in text.split(",") if part.strip()]
     if not loci:
-        raise GraftmatchError(f"--loci {text!r} names no locus")
+        raise GraftmatchError(f"{option} {text!r} names no locus")
     return loci
 
 
@@ -199,7 +199,8 @@ def _batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None, patie
            donors_path: Path, pairs: Path | None, output: Path | None, fmt: OutFormat | None,
            summaries: list[str], no_pairs: bool) -> None:
     batch = BatchMatcher(matcher, loci)
-    summary_sets = [MismatchSummary(_loci(text) or [], batch.loci) for text in summaries]
+    summary_sets = [MismatchSummary(_loci(text, "--summary") or [], batch.loci)
+                    for text in summaries]
     patients = _read_cohort(patients_path, reader, batch, "patient")
     donors = _read_cohort(donors_path, reader, batch, "donor")
     prepared = batch.tables(patients, donors)

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from graftmatch.errors import GraftmatchError
 from graftmatch.matching import kernels
 from graftmatch.matching.grader import Matcher
 from graftmatch.matching.grades import match_code
@@ -78,7 +79,6 @@ class BatchMatcher:
         self.dpb1 = self.loci.index("DPB1") if "DPB1" in self.loci else -1
         self._state_ids: list[dict[tuple[str, str, str, str], int]] = [{} for _ in self.loci]
         self._states: list[list[Slot]] = [[] for _ in self.loci]
-        self._tables: dict[tuple[bytes, bytes], npt.NDArray[np.uint8]] = {}
 
     def encode(self, rows: Sequence[tuple[str, Typing]]) -> Cohort:
         n, loci = len(rows), len(self.loci)
@@ -241,6 +241,11 @@ def _grade_pairs(patient_rows: Array, donor_rows: Array, p_states: Array, d_stat
         totals[k, 7] = overall
         totals[k, 8] = kernels.category(t_mm - dpb1_mm, dpb1_mm, verdict, overall)
 
+
+class SummaryLociError(GraftmatchError, ValueError):
+    """Summary loci that the batch does not grade."""
+
+
 class MismatchSummary:
     """Distribution of total mismatches over a set of loci, for pairs typed at all of them,
     accumulated block by block; each count split into certain and potential pairs (a pair is
@@ -249,7 +254,8 @@ class MismatchSummary:
     def __init__(self, loci: Sequence[str], batch_loci: Sequence[str]) -> None:
         missing = [locus for locus in loci if locus not in batch_loci]
         if missing:
-            raise ValueError(f"summary loci {', '.join(missing)} are not graded in this batch")
+            raise SummaryLociError(f"summary loci {', '.join(missing)} are not graded in this "
+                                   f"batch (graded: {', '.join(batch_loci)}); add them to --loci")
         self.loci = tuple(loci)
         self._columns = [list(batch_loci).index(locus) for locus in loci]
         self.pairs = np.zeros(2 * len(loci) + 1, dtype=np.int64)

@@ -19,7 +19,6 @@ from graftmatch.matching.batch import ANTIGEN, CONFIDENCE, GVH, HVG, MM, TOTALS,
 from graftmatch.matching.grades import Confidence
 from graftmatch.matching.kernels import CATEGORIES, TCE_VERDICTS
 
-FORMATS = ("csv", "jsonl")
 _CONFIDENCE_LABELS = [c.label for c in sorted(Confidence)]
 _LOCUS_FIELDS = (("mismatches", MM), ("gvh", GVH), ("hvg", HVG), ("antigen", ANTIGEN))
 

@@ -212,7 +212,7 @@ class Matcher:
         dpb1 = next((r for r in typed if r.locus == "DPB1"), None)
         tce = dpb1.tce.verdict if dpb1 is not None and dpb1.tce is not None else "unknown"
         category = kernels.CATEGORIES[kernels.category(
-            other, dpb1.mismatches or 0 if dpb1 else 0, kernels.TCE_VERDICTS.index(tce),
+            other, (dpb1.mismatches or 0) if dpb1 else 0, kernels.TCE_VERDICTS.index(tce),
             int(confidence))]
         return MatchResult(
             level=self.policy.level,

@@ -8,7 +8,7 @@ Two outputs per comparison:
 
 * :func:`match_code`: a small integer (confidence and mismatch kind) that is all the counts
   need. The batch engine tabulates it once per pair of distinct positions.
-* :func:`grade`: the descriptive grade a coordinator reads (gDNA ... mismatch).
+* :meth:`Grader.grade`: the descriptive grade a coordinator reads (gDNA ... mismatch).
 """
 
 from __future__ import annotations
@@ -29,17 +29,13 @@ class Grade(StrEnum):
     NULL_GDNA = "null-gdna"  # both copies the same null allele, full genomic sequence known
     NULL_CDNA = "null-cdna"  # both copies the same null allele (or 3 fields), full cDNA known
     NULL_PARTIAL = "null-partial"  # both copies the same null protein, sequence partly known
-    NULL_MISMATCH = "null-mismatch"  # both copies null but not the same null allele
+    NULL_MISMATCH = "null-mismatch"  # both null, different alleles: still a match, as neither
+    # copy is expressed, so neither can be a T-cell target
     ASSOCIATED = "associated"  # same antigen, associated antigens kept apart (WMDA SI1)
     SPLIT = "split"  # same split antigen (SI2)
     BROAD = "broad"  # same broad antigen only (SI3)
     EXPRESSING_VS_NULL = "expressing-vs-null"
     MISMATCH = "mismatch"
-
-
-#: Grades that count as a match. Both copies null counts as a match: neither is expressed, so
-#: neither can be a target for T cells.
-MATCHING_GRADES = frozenset(Grade) - {Grade.EXPRESSING_VS_NULL, Grade.MISMATCH}
 
 
 class Confidence(IntEnum):
