@@ -88,3 +88,15 @@ def test_sums_far_from_one_are_reported_and_renormalised_only_when_asked(tmp_pat
     assert "frequencies sum to 0.50000; not renormalised" in hf.notices[0]
     fixed = read_frequency_set(path, reader, renormalise=True)
     assert fixed.populations["EUR"].total == pytest.approx(1.0)
+
+
+def test_json_errors_name_the_entry(tmp_path, reader):
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"haplotypes": [
+        {"haplotype": "A*01:01~B*08:01", "population": "X", "frequency": 0.5},
+        {"haplotype": "A*01:01~B*08:01", "population": "X", "frequency": 0}]}))
+    with pytest.raises(FrequencyError, match=r"set.json haplotypes\[1\], frequency: '0' must"):
+        read_frequency_set(path, reader)
+    path.write_text(json.dumps({"metadata": {"fallback": ["EURO"]}, "haplotypes": []}))
+    with pytest.raises(FrequencyError, match="metadata.fallback"):
+        read_frequency_set(path, reader)

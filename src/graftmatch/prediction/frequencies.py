@@ -33,19 +33,19 @@ from graftmatch.typing.model import CallKind
 from graftmatch.typing.parser import TypingReader
 
 #: A population whose frequencies sum outside 1 +- this is reported (rounded published sets sum
-#: to 0.99-1.00; the CAU example set to 0.99663).
+#: to 0.99-1.00; the GRIM CAU example set to 0.99669).
 SUM_TOLERANCE = 0.01
 #: The name of the pooled population used when nothing narrower fits.
 POOLED = "pooled"
 
 
 class FrequencyError(GraftmatchError):
-    """A frequency set that cannot be used as written; names the file, line and field."""
+    """A frequency set that cannot be used as written; names the file, the place in it (``line
+    3`` in CSV, ``haplotypes[2]`` in JSON) and the field."""
 
-    def __init__(self, path: Path | str, line: int, field: str, reason: str) -> None:
-        self.path, self.line, self.field, self.reason = str(path), line, field, reason
-        where = f"{path} line {line}, {field}" if line else f"{path}, {field}"
-        super().__init__(f"{where}: {reason}")
+    def __init__(self, path: Path | str, where: str, field: str, reason: str) -> None:
+        self.path, self.where, self.field, self.reason = str(path), where, field, reason
+        super().__init__(f"{path}{' ' + where if where else ''}, {field}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -121,47 +121,58 @@ def read_frequency_set(path: Path, reader: TypingReader, *, renormalise: bool = 
         rows, meta = _json_rows(path, text)
     else:
         rows = _csv_rows(path, text)
-    builder = _Builder(path, reader, meta.get("loci"))
-    for line, hap, pop, freq in rows:
-        builder.add(line, hap, pop, freq)
+    loci, fallback = meta.get("loci"), meta.get("fallback") or {}
+    if loci is not None and not (isinstance(loci, list) and all(isinstance(x, str) for x in loci)):
+        raise FrequencyError(path, "", "metadata.loci", f"{loci!r} is not a list of loci")
+    if not isinstance(fallback, dict):
+        raise FrequencyError(path, "", "metadata.fallback",
+                             f"{fallback!r} is not an object (population -> broader population)")
+    builder = _Builder(path, reader, loci)
+    for where, hap, pop, freq in rows:
+        builder.add(where, hap, pop, freq)
     populations, notices = builder.finish(renormalise)
     return FrequencySet(
         source=str(meta.get("source") or path),
         loci=builder.loci or (),
         populations=populations,
-        resolution=str(meta.get("resolution") or builder.resolution()),
+        resolution=str(meta.get("resolution") or (
+            builder.resolutions.pop() if len(builder.resolutions) == 1 else "mixed")),
         release=str(meta.get("release") or reader.index.release),
         licence=str(meta.get("licence", "")),
         synthetic=bool(meta.get("synthetic", False)),
-        fallback={str(k): str(v) for k, v in (meta.get("fallback") or {}).items()},
+        fallback={str(k): str(v) for k, v in fallback.items()},
         notices=tuple(notices),
     )
 
 
-Row = tuple[int, str, str, str]
+#: (place in the file, haplotype, population, frequency), as written.
+Row = tuple[str, str, str, str]
 
 
 def _csv_rows(path: Path, text: str) -> list[Row]:
     lines = list(csv.reader(io.StringIO(text)))
     if not lines:
-        raise FrequencyError(path, 0, "file", "no haplotypes")
+        raise FrequencyError(path, "", "file", "no haplotypes")
     header = [c.strip().lower() for c in lines[0]]
     if header[:1] == ["hap"]:  # hpf.csv
         try:
             h, p, f = header.index("hap"), header.index("pop"), header.index("freq")
         except ValueError:
-            raise FrequencyError(path, 1, "header", "expected columns hap,pop,freq") from None
-        return [(n, r[h], r[p], r[f]) for n, r in enumerate(lines[1:], 2) if _width(path, n, r,
-                                                                                    3)]
+            raise FrequencyError(path, "line 1", "header",
+                                 "expected columns hap,pop,freq") from None
+        return [(f"line {n}", r[h], r[p], r[f]) for n, r in enumerate(lines[1:], 2)
+                if _width(path, n, r)]
     population = path.name.split(".")[0]  # CAU.freqs.gz -> CAU
-    return [(n, r[0], population, r[2]) for n, r in enumerate(lines, 1) if _width(path, n, r, 3)]
+    return [(f"line {n}", r[0], population, r[2]) for n, r in enumerate(lines, 1)
+            if _width(path, n, r)]
 
 
-def _width(path: Path, line: int, row: list[str], n: int) -> bool:
+def _width(path: Path, line: int, row: list[str]) -> bool:
+    """False for a blank line; an error for a line without exactly 3 fields."""
     if not row:
         return False
-    if len(row) != n:
-        raise FrequencyError(path, line, "line", f"expected {n} fields, got {len(row)}")
+    if len(row) != 3:
+        raise FrequencyError(path, f"line {line}", "line", f"expected 3 fields, got {len(row)}")
     return True
 
 
@@ -169,18 +180,19 @@ def _json_rows(path: Path, text: str) -> tuple[list[Row], dict[str, Any]]:
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise FrequencyError(path, 0, "file", f"not JSON: {exc}") from exc
+        raise FrequencyError(path, "", "file", f"not JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("haplotypes"), list):
-        raise FrequencyError(path, 0, "haplotypes", "expected an object with a 'haplotypes' list")
+        raise FrequencyError(path, "", "haplotypes",
+                             "expected an object with a 'haplotypes' list")
     meta = doc.get("metadata") or {}
     if not isinstance(meta, dict):
-        raise FrequencyError(path, 0, "metadata", "expected an object")
+        raise FrequencyError(path, "", "metadata", "expected an object")
     rows = []
-    for n, item in enumerate(doc["haplotypes"], 1):
+    for n, item in enumerate(doc["haplotypes"]):
         if not isinstance(item, dict):
-            raise FrequencyError(path, 0, f"haplotypes[{n - 1}]", "expected an object")
-        rows.append((n, str(item.get("haplotype", "")), str(item.get("population", "")),
-                     str(item.get("frequency", ""))))
+            raise FrequencyError(path, f"haplotypes[{n}]", "entry", "expected an object")
+        rows.append((f"haplotypes[{n}]", str(item.get("haplotype", "")),
+                     str(item.get("population", "")), str(item.get("frequency", ""))))
     return rows, meta
 
 
@@ -191,12 +203,13 @@ class _Builder:
         self.path, self.reader = path, reader
         self.loci: tuple[str, ...] | None = tuple(loci) if loci else None
         self.pops: dict[str, dict[tuple[str, ...], float]] = {}
-        self.first_line: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.first_seen: dict[tuple[str, tuple[str, ...]], str] = {}
         self.notices: list[str] = []
-        self.kinds: set[str] = set()
+        #: How the alleles are written: ``G``, ``P``, ``2-field``...
+        self.resolutions: set[str] = set()
 
-    def add(self, line: int, hap: str, pop: str, freq_text: str) -> None:
-        where = "haplotype" if self.path.suffix != ".json" else f"haplotypes[{line - 1}]"
+    def add(self, line: str, hap: str, pop: str, freq_text: str) -> None:
+        where = "haplotype"
         if not pop.strip():
             raise FrequencyError(self.path, line, "population", "empty population")
         try:
@@ -232,20 +245,22 @@ class _Builder:
                                  f"loci {'~'.join(loci)} differ from the set's "
                                  f"{'~'.join(self.loci)}")
         for notice in typing.notices:
-            self.notices.append(f"line {line}: {notice.message}")
-        self.kinds.update(al[0].kind.value + ":" + str(al[0].text.count(":") + 1) for al in calls)
+            self.notices.append(f"{line}: {notice.message}")
+        self.resolutions.update(
+            {CallKind.G_GROUP: "G", CallKind.P_GROUP: "P"}.get(
+                al[0].kind, f"{al[0].text.count(':') + 1}-field") for al in calls)
         names = tuple(al[0].text for al in calls)
         table = self.pops.setdefault(pop.strip(), {})
         key = (pop.strip(), names)
         if names in table:
             raise FrequencyError(self.path, line, where, f"{hap!r} in population {pop!r} is "
-                                 f"already on line {self.first_line[key]}")
-        self.first_line[key] = line
+                                 f"already on {self.first_seen[key]}")
+        self.first_seen[key] = line
         table[names] = freq
 
     def finish(self, renormalise: bool) -> tuple[dict[str, Population], list[str]]:
         if not self.pops:
-            raise FrequencyError(self.path, 0, "file", "no haplotypes")
+            raise FrequencyError(self.path, "", "file", "no haplotypes")
         out = {}
         for name, table in self.pops.items():
             freqs = np.array(list(table.values()), dtype=np.float64)
@@ -259,11 +274,3 @@ class _Builder:
                 freqs = freqs / total
             out[name] = Population(name, tuple(table), freqs)
         return out, self.notices
-
-    def resolution(self) -> str:
-        """``G``, ``P``, ``2-field`` ... from how the alleles are written (mixed if several)."""
-        labels = set()
-        for kind in self.kinds:
-            what, fields = kind.split(":")
-            labels.add({"g-group": "G", "p-group": "P"}.get(what, f"{fields}-field"))
-        return labels.pop() if len(labels) == 1 else "mixed"
