@@ -98,5 +98,5 @@ def test_json_errors_name_the_entry(tmp_path, reader):
     with pytest.raises(FrequencyError, match=r"set.json haplotypes\[1\], frequency: '0' must"):
         read_frequency_set(path, reader)
     path.write_text(json.dumps({"metadata": {"fallback": ["EURO"]}, "haplotypes": []}))
-    with pytest.raises(FrequencyError, match="metadata.fallback"):
+    with pytest.raises(FrequencyError, match=r"metadata\.fallback"):
         read_frequency_set(path, reader)
