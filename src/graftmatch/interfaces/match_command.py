@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated
 
-import numpy as np
-import polars as pl
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError, TypingError
-from graftmatch.interfaces.common import err, fail, open_reader, out
-from graftmatch.matching.batch import BatchMatcher, Cohort, MismatchSummary
-from graftmatch.matching.export import block_frame, write_block
+from graftmatch.interfaces.common import fail, open_reader, out
 from graftmatch.matching.grader import Matcher
 from graftmatch.matching.policy import MatchPolicy, default_policy, load_policy
 from graftmatch.matching.result import MatchResult
-from graftmatch.typing.files import TypingFileError, read_pairs, read_typings
 from graftmatch.typing.model import Typing
 from graftmatch.typing.parser import TypingReader
-
-#: Pairs graded and written per block in batch mode: bounds memory whatever the file sizes.
-BLOCK_PAIRS = 1_000_000
 
 
 class MatchLevel(StrEnum):
@@ -110,8 +97,13 @@ def match(
                                    _parse(reader, donor, "donor"), chosen)
         else:
             assert patients is not None and donors is not None
-            _batch(reader, matcher, chosen, patients, donors, pairs, output, fmt,
-                   summary or [], no_pairs)
+            # Imported here: numba's compiled loop and polars are for batch mode only, and
+            # would slow the start of every other command.
+            from graftmatch.interfaces.match_batch import run_batch
+
+            summary_loci = [_loci(text, "--summary") or [] for text in summary or []]
+            run_batch(reader, matcher, chosen, patients, donors, pairs, output,
+                      fmt.value if fmt else None, summary_loci, no_pairs)
             return
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
@@ -160,86 +152,3 @@ def _print_result(result: MatchResult) -> None:
     if result.untyped_loci:
         line += f"; untyped: {', '.join(result.untyped_loci)} (counted only where typed)"
     out.print(line)
-
-
-def _read_cohort(path: Path, reader: TypingReader, batch: BatchMatcher, role: str) -> Cohort:
-    with err.status(f"reading {role} typings from {path}"):
-        rows = list(read_typings(path, reader))
-    return batch.encode(rows)
-
-
-def _pair_blocks(patients: Cohort, donors: Cohort, pairs: Path | None
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    if pairs is None:
-        step = max(1, BLOCK_PAIRS // max(1, len(donors)))
-        donor_rows = np.arange(len(donors), dtype=np.int64)
-        for start in range(0, len(patients), step):
-            rows = np.arange(start, min(start + step, len(patients)), dtype=np.int64)
-            yield np.repeat(rows, len(donors)), np.tile(donor_rows, len(rows))
-        return
-    p_index = {ident: i for i, ident in enumerate(patients.ids)}
-    d_index = {ident: i for i, ident in enumerate(donors.ids)}
-    p_rows: list[int] = []
-    d_rows: list[int] = []
-    for number, p, d in read_pairs(pairs):
-        if p not in p_index:
-            raise TypingFileError(pairs, number, "patient", f"{p!r} is not in the patients file")
-        if d not in d_index:
-            raise TypingFileError(pairs, number, "donor", f"{d!r} is not in the donors file")
-        p_rows.append(p_index[p])
-        d_rows.append(d_index[d])
-        if len(p_rows) == BLOCK_PAIRS:
-            yield np.array(p_rows, dtype=np.int64), np.array(d_rows, dtype=np.int64)
-            p_rows, d_rows = [], []
-    if p_rows:
-        yield np.array(p_rows, dtype=np.int64), np.array(d_rows, dtype=np.int64)
-
-
-def _batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None, patients_path: Path,
-           donors_path: Path, pairs: Path | None, output: Path | None, fmt: OutFormat | None,
-           summaries: list[str], no_pairs: bool) -> None:
-    batch = BatchMatcher(matcher, loci)
-    summary_sets = [MismatchSummary(_loci(text, "--summary") or [], batch.loci)
-                    for text in summaries]
-    patients = _read_cohort(patients_path, reader, batch, "patient")
-    donors = _read_cohort(donors_path, reader, batch, "donor")
-    prepared = batch.tables(patients, donors)
-    fmt_name = (fmt.value if fmt else "jsonl" if output and output.suffix in (".jsonl", ".ndjson")
-                else "csv")
-    total = len(patients) * len(donors) if pairs is None else None
-    p_ids, d_ids = pl.Series(patients.ids), pl.Series(donors.ids)
-    graded = 0
-    with ExitStack() as stack:
-        sink: IO[bytes] | None = None
-        if not no_pairs:
-            # Through a temporary file renamed on success: an interrupted batch never leaves
-            # a half-written result that looks complete.
-            sink = (stack.enter_context(atomic_file(output, "wb")) if output
-                    else sys.stdout.buffer)
-        progress = stack.enter_context(Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=err, transient=True))
-        task = progress.add_task("grading pairs", total=total)
-        for p_rows, d_rows in _pair_blocks(patients, donors, pairs):
-            block = batch.grade(patients, donors, p_rows, d_rows, prepared)
-            for s in summary_sets:
-                s.add(block)
-            if sink is not None:
-                frame = block_frame(block, p_ids, d_ids, batch.loci, fmt_name == "jsonl")
-                write_block(frame, sink, fmt_name, header=graded == 0)
-            graded += len(p_rows)
-            progress.update(task, advance=len(p_rows))
-    report = out if output or no_pairs else err
-    report.print(f"graded {graded:,} pairs ({len(patients):,} patients, {len(donors):,} donors) "
-                 f"over {', '.join(batch.loci)} at {matcher.policy.level} group level")
-    for s in summary_sets:
-        table = Table(title=f"total mismatches over {', '.join(s.loci)}")
-        for column in ("mismatches", "pairs", "certain", "potential"):
-            table.add_column(column, justify="right")
-        for row in s.rows():
-            table.add_row(*(f"{row[k]:,}" for k in ("mismatches", "pairs", "certain",
-                                                    "potential")))
-        report.print(table)
-        if s.untyped:
-            report.print(f"  {s.untyped:,} pairs left out: a locus untyped on one side")
-
