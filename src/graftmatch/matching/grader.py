@@ -92,6 +92,13 @@ class Matcher:
         return out
 
     # -- grading -----------------------------------------------------------------------
+    def grade_copies(self, locus: str, patient: Sequence[AlleleList],
+                     donor: Sequence[AlleleList]) -> LocusResult:
+        """One locus of one patient genotype against one donor genotype (as match prediction
+        needs it: each imputed genotype is graded exactly as a typing would be)."""
+        return self._grade_genotypes(locus, self.slots(patient), self.slots(donor), False,
+                                     True).result
+
     def match(self, patient: Typing, donor: Typing,
               loci: Sequence[str] | None = None) -> MatchResult:
         if loci:

@@ -100,12 +100,45 @@ class FrequencySet:
         return self.pooled(), tuple(steps)
 
     def pooled(self) -> Population:
-        weights: dict[tuple[str, ...], float] = {}
-        for pop in self.populations.values():
-            scale = 1.0 / (pop.total * len(self.populations))
-            for hap, freq in zip(pop.haplotypes, pop.frequencies, strict=True):
-                weights[hap] = weights.get(hap, 0.0) + float(freq) * scale
-        return Population(POOLED, tuple(weights), np.array(list(weights.values())))
+        return _mixture(POOLED, [(p, 1.0) for p in self.populations.values()])
+
+    def choose(self, spec: str | None) -> tuple[Population, tuple[str, ...]]:
+        """The population for a subject from a command-line spec, with the fallback steps.
+
+        ``CAU`` selects one population (see :meth:`select`); ``CAU:0.7,AFA:0.3`` a subject of
+        mixed ancestry: each haplotype is drawn from the populations' mix with those prior
+        weights (each population normalised to 1 first). Weights default to equal.
+        """
+        if spec is None or ("," not in spec and ":" not in spec):
+            return self.select(spec)
+        parts: list[tuple[Population, float]] = []
+        steps: list[str] = []
+        for item in spec.split(","):
+            name, _, weight_text = item.strip().partition(":")
+            try:
+                weight = float(weight_text) if weight_text else 1.0
+            except ValueError:
+                raise GraftmatchError(f"population {item.strip()!r}: weight {weight_text!r} "
+                                      "is not a number") from None
+            if not weight > 0:
+                raise GraftmatchError(f"population {item.strip()!r}: weight must be above 0")
+            population, taken = self.select(name.strip() or None)
+            steps += taken
+            parts.append((population, weight))
+        total = sum(w for _, w in parts)
+        name = "+".join(f"{p.name}:{w / total:.3g}" for p, w in parts)
+        return _mixture(name, [(p, w / total) for p, w in parts]), tuple(steps)
+
+
+def _mixture(name: str, parts: list[tuple[Population, float]]) -> Population:
+    """Haplotype frequencies mixed with weights (summing to 1 over ``parts``)."""
+    total_weight = sum(w for _, w in parts)
+    weights: dict[tuple[str, ...], float] = {}
+    for pop, weight in parts:
+        scale = weight / (pop.total * total_weight)
+        for hap, freq in zip(pop.haplotypes, pop.frequencies, strict=True):
+            weights[hap] = weights.get(hap, 0.0) + float(freq) * scale
+    return Population(name, tuple(weights), np.array(list(weights.values())))
 
 
 def read_frequency_set(path: Path, reader: TypingReader, *, renormalise: bool = False

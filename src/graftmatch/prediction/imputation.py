@@ -1,0 +1,403 @@
+"""Imputation: the posterior over a subject's genotypes given a typing and a frequency set.
+
+Under Hardy-Weinberg equilibrium a pair of haplotypes {h1, h2} has prior 2*f1*f2 (f^2 when
+h1 = h2); the posterior of a pair that explains the typing in some phase is its prior over the
+sum of the priors of all explaining pairs (DOMAIN 3.2). graftmatch computes that sum exactly
+(per signature group, see :mod:`.kernels`), lists the pairs above ``min_posterior`` and merges
+them into unphased genotypes; everything not listed is reported as truncated mass.
+
+Typings with no explaining pair are not left without an answer. In order, each step flagged in
+the result with its reason:
+
+1. ``ok``: full haplotypes explain the typing (or it is exact at every locus: no imputation);
+2. ``fallback``: loci are imputed in blocks (``fallback_blocks``, GRIM's plan B) assumed in
+   linkage equilibrium, and within a block that still fails, locus by locus;
+3. ``unrepresented``: a typed allele is absent from the set at its locus; it is given the
+   frequency of the rarest allele there (times ``unrepresented_factor``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from graftmatch.errors import GraftmatchError
+from graftmatch.nomenclature.names import sort_key
+from graftmatch.prediction import kernels
+from graftmatch.prediction.haplotypes import HaplotypeTable, LocusVocabulary, vocabulary
+from graftmatch.prediction.settings import ImputationSettings, default_settings
+from graftmatch.typing.model import AlleleList, CallKind, Typing
+
+IntArray = npt.NDArray[np.int32]
+FloatArray = npt.NDArray[np.float64]
+
+#: Call kinds that name one allele or one allele group: a typing made only of these, at every
+#: locus of the set, is exact and needs no imputation (DOMAIN 3.2 step 5).
+EXACT_KINDS = frozenset({CallKind.ALLELE, CallKind.G_GROUP, CallKind.P_GROUP})
+
+
+class ImputationError(GraftmatchError):
+    """A typing that cannot be imputed as asked (too many alternatives, no usable locus)."""
+
+
+@dataclass(frozen=True)
+class GenotypeSet:
+    """Unphased multi-locus genotypes with probabilities, most likely first.
+
+    ``codes[g, l]`` holds the two vocabulary entries of genotype ``g`` at locus ``l`` (lower
+    code first); ``vocab[l]`` names them.
+    """
+
+    loci: tuple[str, ...]
+    vocab: tuple[LocusVocabulary, ...]
+    codes: IntArray = field(repr=False)
+    probabilities: FloatArray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    def genotype(self, g: int) -> str:
+        """Genotype ``g`` as a GL String (loci joined by ``^``, copies in name order)."""
+        return "^".join(self.locus_text(g, col) for col in range(len(self.loci)))
+
+    def locus_text(self, g: int, col: int) -> str:
+        names = self.vocab[col].names
+        return "+".join(sorted((names[c] for c in self.codes[g, col]), key=sort_key))
+
+    def locus_genotype(self, g: int, col: int) -> tuple[AlleleList, AlleleList]:
+        v = self.vocab[col]
+        return v.entries[self.codes[g, col, 0]], v.entries[self.codes[g, col, 1]]
+
+
+@dataclass(frozen=True)
+class HaplotypePairs:
+    """The most likely phased haplotype pairs (named only when shown)."""
+
+    table: HaplotypeTable | None
+    first: IntArray
+    second: IntArray
+    probabilities: FloatArray
+
+    def to_list(self, limit: int) -> list[dict[str, Any]]:
+        if self.table is None:
+            return []
+        return [{"haplotypes": [self.table.haplotype(int(self.first[i])),
+                                self.table.haplotype(int(self.second[i]))],
+                 "probability": float(self.probabilities[i])}
+                for i in range(min(limit, len(self.probabilities)))]
+
+
+NO_PAIRS = HaplotypePairs(None, np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32),
+                          np.empty(0))
+
+
+@dataclass(frozen=True)
+class Imputation:
+    """The imputed genotypes of one typing, with how they were obtained."""
+
+    typing: str
+    status: str  # ok | fallback | unrepresented
+    method: str  # typed | haplotypes | blocks
+    population: str
+    population_steps: tuple[str, ...]
+    genotypes: GenotypeSet
+    #: Posterior mass of explaining genotypes that were not listed.
+    truncated_mass: float
+    typed_loci: tuple[str, ...]
+    imputed_loci: tuple[str, ...]
+    #: Typed loci the frequency set does not cover; they are not imputed.
+    ignored_loci: tuple[str, ...]
+    reasons: tuple[str, ...] = ()
+    #: Phased pairs, when full haplotypes explained the typing.
+    pairs: HaplotypePairs = NO_PAIRS
+
+    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
+        n = len(self.genotypes) if limit is None else min(limit, len(self.genotypes))
+        return {
+            "typing": self.typing,
+            "status": self.status,
+            "method": self.method,
+            "population": self.population,
+            "population_steps": list(self.population_steps),
+            "reasons": list(self.reasons),
+            "loci": list(self.genotypes.loci),
+            "typed_loci": list(self.typed_loci),
+            "imputed_loci": list(self.imputed_loci),
+            "ignored_loci": list(self.ignored_loci),
+            "truncated_mass": self.truncated_mass,
+            "genotype_count": len(self.genotypes),
+            "genotypes": [{"genotype": self.genotypes.genotype(g),
+                           "probability": float(self.genotypes.probabilities[g])}
+                          for g in range(n)],
+            "haplotype_pairs": self.pairs.to_list(n),
+        }
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A typing over a table's loci: per reading, per locus, its two copies (None: untyped),
+    and phase groups (bit masks over locus columns)."""
+
+    copies: tuple[tuple[tuple[AlleleList, AlleleList] | None, ...], ...]
+    groups: tuple[tuple[int, ...], ...]
+
+    def typed_mask(self, k: int) -> int:
+        return sum(1 << col for col, c in enumerate(self.copies[k]) if c is not None)
+
+
+@dataclass
+class _Result:
+    genotypes: GenotypeSet
+    truncated: float
+    pairs: HaplotypePairs = NO_PAIRS
+
+
+class Imputer:
+    """Imputes typings against one population's haplotype table. Reuse one: compatibility
+    of typed copies is cached."""
+
+    def __init__(self, table: HaplotypeTable, settings: ImputationSettings | None = None, *,
+                 population_steps: Sequence[str] = (), pairs_listed: int = 20) -> None:
+        self.table = table
+        self.settings = settings or default_settings()
+        self.population_steps = tuple(population_steps)
+        self.pairs_listed = pairs_listed
+        #: (vocabulary id, copy) -> (vocabulary, mask); the vocabulary is kept so that an id
+        #: reused after garbage collection can never return another vocabulary's mask.
+        self._compat: dict[tuple[int, str], tuple[LocusVocabulary, npt.NDArray[np.bool_]]] = {}
+
+    # -- reading a typing -----------------------------------------------------------------
+    def _reading(self, typing: Typing, loci: tuple[str, ...]) -> tuple[_Reading, set[str]]:
+        col_of = {locus: col for col, locus in enumerate(loci)}
+        per_block = []
+        seen: set[str] = set()
+        for block in typing.blocks:
+            alternatives = []
+            for genotype in block:
+                copies: dict[str, list[AlleleList]] = {}
+                groups: list[int] = []
+                for hap in genotype:
+                    mask = 0
+                    for alleles in hap:
+                        locus = alleles[0].locus
+                        seen.add(locus)
+                        if locus in col_of:
+                            copies.setdefault(locus, []).append(alleles)
+                            mask |= 1 << col_of[locus]
+                    groups.append(mask)
+                phased = {m for m in groups if m & (m - 1)}  # masks of two or more loci
+                alternatives.append((copies, phased))
+            if any(copies for copies, _ in alternatives):  # blocks of the set's loci only
+                per_block.append(alternatives)
+        count = 1
+        for alternatives in per_block:
+            count *= len(alternatives)
+        if count > self.settings.max_alternatives:
+            raise ImputationError(
+                f"the typing lists {count} alternative genotypes; at most "
+                f"{self.settings.max_alternatives} are imputed (setting max_alternatives)")
+        readings, all_groups = [], []
+        for choice in itertools.product(*per_block):
+            copies_by_col: list[tuple[AlleleList, AlleleList] | None] = [None] * len(loci)
+            phased_masks: set[int] = set()
+            for copies, phased in choice:
+                for locus, c in copies.items():
+                    copies_by_col[col_of[locus]] = (c[0], c[1] if len(c) > 1 else c[0])
+                phased_masks |= phased
+            in_phase = 0
+            for m in phased_masks:
+                in_phase |= m
+            singles = [1 << col for col, c in enumerate(copies_by_col)
+                       if c is not None and not (in_phase >> col) & 1]
+            readings.append(tuple(copies_by_col))
+            all_groups.append(tuple(sorted(phased_masks)) + tuple(singles))
+        return _Reading(tuple(readings), tuple(all_groups)), seen
+
+    def _mask(self, table: HaplotypeTable, col: int, copy: AlleleList) -> npt.NDArray[np.bool_]:
+        vocab = table.vocab[col]
+        key = (id(vocab), "/".join(c.text for c in copy))
+        hit = self._compat.get(key)
+        if hit is None or hit[0] is not vocab:
+            mask = np.zeros(len(vocab.entries), dtype=np.bool_)
+            mask[list(vocab.compatible(copy))] = True
+            hit = self._compat[key] = (vocab, mask)
+        return hit[1]
+
+    # -- imputing -----------------------------------------------------------------------
+    def impute(self, typing: Typing) -> Imputation:
+        table = self.table
+        reading, seen = self._reading(typing, table.loci)
+        typed = tuple(locus for col, locus in enumerate(table.loci)
+                      if any(r[col] is not None for r in reading.copies))
+        untyped = tuple(locus for locus in table.loci if locus not in typed)
+        ignored = tuple(sorted(seen - set(table.loci)))
+        common = dict(typing=typing.to_gl(), population=table.name,
+                      population_steps=self.population_steps, typed_loci=typed,
+                      ignored_loci=ignored)
+        if not untyped and self._exact(reading):
+            return Imputation(status="ok", method="typed", genotypes=_typed_set(
+                table.loci, reading.copies[0]), truncated_mass=0.0, imputed_loci=(),
+                **common)  # type: ignore[arg-type]
+        result = self._run(table, reading)
+        if result is not None:
+            return Imputation(status="ok", method="haplotypes", genotypes=result.genotypes,
+                              truncated_mass=result.truncated, imputed_loci=untyped,
+                              pairs=result.pairs, **common)  # type: ignore[arg-type]
+        reasons = [f"no pair of {'~'.join(table.loci)} haplotypes in population "
+                   f"{table.name} explains the typing"]
+        parts, unrepresented = self._blocks(reading, reasons)
+        genotypes, truncated = self._product(parts)
+        return Imputation(status="unrepresented" if unrepresented else "fallback",
+                          method="blocks", genotypes=genotypes, truncated_mass=truncated,
+                          imputed_loci=untyped, reasons=tuple(reasons),
+                          **common)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _exact(reading: _Reading) -> bool:
+        if len(reading.copies) != 1:
+            return False
+        return all(len(copy) == 1 and copy[0].kind in EXACT_KINDS
+                   for pair in reading.copies[0] if pair is not None for copy in pair)
+
+    def _run(self, table: HaplotypeTable, reading: _Reading) -> _Result | None:
+        """Impute with one table; None when no pair of its haplotypes explains the typing."""
+        n_alt, n_loci = len(reading.copies), len(table.loci)
+        width = table.starts.shape[1] - 1
+        compat = np.zeros((n_alt, 2, n_loci, width), dtype=np.bool_)
+        typed = np.zeros(n_alt, dtype=np.uint32)
+        max_groups = max(len(g) for g in reading.groups) or 1
+        groups = np.zeros((n_alt, max_groups), dtype=np.uint32)
+        n_groups = np.zeros(n_alt, dtype=np.int32)
+        for k, copies in enumerate(reading.copies):
+            typed[k] = reading.typed_mask(k)
+            n_groups[k] = len(reading.groups[k])
+            groups[k, :n_groups[k]] = reading.groups[k]
+            for col, pair in enumerate(copies):
+                if pair is not None:
+                    size = len(table.vocab[col].entries)
+                    compat[k, 0, col, :size] = self._mask(table, col, pair[0])
+                    compat[k, 1, col, :size] = self._mask(table, col, pair[1])
+        h1, h2, posterior, total = kernels.impute(
+            table.codes, table.freqs, table.by_code, table.starts, compat, typed, groups,
+            n_groups, self.settings.min_posterior)
+        if not total > 0:
+            return None
+        rows, probs = kernels.unphased(table.codes, h1, h2, posterior)
+        order = np.argsort(-probs, kind="stable")[:self.settings.max_genotypes]
+        genotypes = GenotypeSet(table.loci, table.vocab,
+                                rows[order].reshape(len(order), len(table.loci), 2)
+                                .astype(np.int32), probs[order])
+        top = np.argsort(-posterior, kind="stable")[:self.pairs_listed]
+        pairs = HaplotypePairs(table, h1[top], h2[top], posterior[top])
+        return _Result(genotypes, max(0.0, 1.0 - float(probs[order].sum())), pairs)
+
+    # -- fallbacks ----------------------------------------------------------------------
+    def _blocks(self, reading: _Reading, reasons: list[str]
+                ) -> tuple[list[_Result], bool]:
+        """Impute block by block; a block that fails goes locus by locus, and a locus whose
+        typed allele the set lacks gets that allele added at the rarest frequency."""
+        loci = self.table.loci
+        blocks: list[tuple[str, ...]] = []
+        for block in self.settings.fallback_blocks:
+            inside = tuple(locus for locus in loci if locus in block)
+            if inside:
+                blocks.append(inside)
+        placed = {locus for b in blocks for locus in b}
+        blocks += [(locus,) for locus in loci if locus not in placed]
+        reasons.append("imputed in blocks " + ", ".join("~".join(b) for b in blocks)
+                       + ", assumed in linkage equilibrium with each other")
+        parts: list[_Result] = []
+        unrepresented = False
+        for block in blocks:
+            part = self._run(self.table.marginal(block), _restrict(reading, loci, block))
+            if part is not None:
+                parts.append(part)
+                continue
+            reasons.append(f"block {'~'.join(block)} is not explained by its haplotypes; "
+                           "imputed locus by locus")
+            for locus in block:
+                single = self.table.marginal((locus,))
+                sub = _restrict(reading, loci, (locus,))
+                part = self._run(single, sub)
+                if part is None:
+                    unrepresented = True
+                    single, added = self._with_unrepresented(single, sub)
+                    reasons.append(f"{locus}: {', '.join(added)} not in population "
+                                   f"{self.table.name}; given the frequency of its rarest "
+                                   f"{locus} allele")
+                    part = self._run(single, sub)
+                    assert part is not None  # every typed copy now has an entry
+                parts.append(part)
+        return parts, unrepresented
+
+    def _with_unrepresented(self, single: HaplotypeTable, reading: _Reading
+                            ) -> tuple[HaplotypeTable, list[str]]:
+        """A one-locus table extended with the typed copies it has no entry for."""
+        vocab = single.vocab[0]
+        entries, added = list(vocab.entries), []
+        for copies in reading.copies:
+            for copy in copies[0] or ():
+                if not vocab.compatible(copy) and copy not in entries[len(vocab.entries):]:
+                    entries.append(copy)
+                    added.append("/".join(c.text for c in copy))
+        floor = float(single.freqs.min()) * self.settings.unrepresented_factor
+        extra = len(entries) - len(vocab.entries)
+        codes = np.concatenate([single.codes[:, 0], np.arange(len(vocab.entries), len(entries))])
+        freqs = np.concatenate([single.freqs, np.full(extra, floor)])
+        table = HaplotypeTable(single.name, single.loci, (vocabulary(vocab.locus, entries),),
+                               codes.reshape(-1, 1).astype(np.int32), freqs)
+        return table, added
+
+    def _product(self, parts: list[_Result]) -> tuple[GenotypeSet, float]:
+        """Independent blocks combined: probabilities multiply, codes concatenate."""
+        codes = parts[0].genotypes.codes
+        probs = parts[0].genotypes.probabilities
+        loci, vocab = list(parts[0].genotypes.loci), list(parts[0].genotypes.vocab)
+        for part in parts[1:]:
+            g = part.genotypes
+            joint = np.outer(probs, g.probabilities).ravel()
+            keep = np.flatnonzero(joint >= self.settings.min_posterior)
+            keep = keep[np.argsort(-joint[keep], kind="stable")][:self.settings.max_genotypes]
+            left, right = np.divmod(keep, len(g))
+            codes = np.concatenate([codes[left], g.codes[right]], axis=1)
+            probs = joint[keep]
+            loci += g.loci
+            vocab += g.vocab
+        order = [loci.index(locus) for locus in self.table.loci]
+        genotypes = GenotypeSet(tuple(self.table.loci), tuple(vocab[i] for i in order),
+                                np.ascontiguousarray(codes[:, order]), probs)
+        return genotypes, max(0.0, 1.0 - float(probs.sum()))
+
+
+def _restrict(reading: _Reading, loci: tuple[str, ...], block: tuple[str, ...]) -> _Reading:
+    """A reading limited to some loci (phase groups cut to the block's columns)."""
+    cols = [loci.index(locus) for locus in block]
+    copies = tuple(tuple(r[c] for c in cols) for r in reading.copies)
+    groups = []
+    for k, gs in enumerate(reading.groups):
+        new = set()
+        for g in gs:
+            mask = sum(1 << i for i, c in enumerate(cols) if (g >> c) & 1)
+            if mask:
+                new.add(mask)
+        groups.append(tuple(sorted(new)))
+        assert all(copies[k][i] is not None for g in new for i in range(len(cols))
+                   if (g >> i) & 1)
+    return _Reading(copies, tuple(groups))
+
+
+def _typed_set(loci: tuple[str, ...], copies: Sequence[tuple[AlleleList, AlleleList] | None]
+               ) -> GenotypeSet:
+    """An exact typing as a one-genotype set over its own names."""
+    vocab, codes = [], np.zeros((1, len(loci), 2), dtype=np.int32)
+    for col, (locus, pair) in enumerate(zip(loci, copies, strict=True)):
+        assert pair is not None
+        entries = list(dict.fromkeys(pair))
+        vocab.append(vocabulary(locus, entries))
+        codes[0, col] = sorted((entries.index(pair[0]), entries.index(pair[1])))
+    return GenotypeSet(loci, tuple(vocab), codes, np.ones(1))
