@@ -13,7 +13,7 @@ from rich.table import Table
 
 from graftmatch import __version__
 from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
-from graftmatch.interfaces import match_command
+from graftmatch.interfaces import match_command, predict_commands
 from graftmatch.interfaces.common import err, fail, open_reader, out
 from graftmatch.matching.grader import Matcher
 from graftmatch.nomenclature import release as releases
@@ -27,6 +27,9 @@ hla = typer.Typer(help="IPD-IMGT/HLA releases and HLA nomenclature: read, check 
                   "typings.", no_args_is_help=True)
 app.add_typer(hla, name="hla")
 app.command("match")(match_command.match)
+app.command("impute")(predict_commands.impute)
+app.command("predict")(predict_commands.predict)
+app.add_typer(predict_commands.hf_app, name="hf")
 
 
 class LevelChoice(StrEnum):

@@ -30,7 +30,7 @@ class OutFormat(StrEnum):
     jsonl = "jsonl"
 
 
-def _loci(text: str | None, option: str = "--loci") -> list[str] | None:
+def parse_loci(text: str | None, option: str = "--loci") -> list[str] | None:
     if text is None:
         return None
     loci = [part.strip().upper() for part in text.split(",") if part.strip()]
@@ -88,7 +88,7 @@ def match(
             raise GraftmatchError("--pairs, --out, --format, --summary and --no-pairs are for "
                                   "batch mode")
         matcher_policy = _policy(policy, level)
-        chosen = _loci(loci)
+        chosen = parse_loci(loci)
         reader = open_reader()
         matcher = Matcher(reader.index, matcher_policy)
         if single:
@@ -101,7 +101,7 @@ def match(
             # would slow the start of every other command.
             from graftmatch.interfaces.match_batch import run_batch
 
-            summary_loci = [_loci(text, "--summary") or [] for text in summary or []]
+            summary_loci = [parse_loci(text, "--summary") or [] for text in summary or []]
             run_batch(reader, matcher, chosen, patients, donors, pairs, output,
                       fmt.value if fmt else None, summary_loci, no_pairs)
             return

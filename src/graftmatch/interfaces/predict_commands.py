@@ -1,0 +1,217 @@
+"""``graftmatch impute``, ``graftmatch predict`` and ``graftmatch hf``: match prediction from
+haplotype frequencies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from graftmatch.errors import GraftmatchError
+from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.interfaces.match_command import parse_loci
+from graftmatch.matching.grader import Matcher
+from graftmatch.prediction.frequencies import FrequencySet, read_frequency_set
+from graftmatch.prediction.haplotypes import HaplotypeTable
+from graftmatch.prediction.imputation import Imputation, Imputer
+from graftmatch.prediction.match_probability import MatchPrediction, MatchPredictor
+from graftmatch.prediction.settings import ImputationSettings, default_settings, load_settings
+from graftmatch.prediction.synthetic import write_synthetic_set
+from graftmatch.typing.parser import TypingReader
+
+hf_app = typer.Typer(help="Haplotype frequency sets: check one, or write a synthetic one.",
+                     no_args_is_help=True)
+
+HfOption = Annotated[Path, typer.Option(
+    "--hf", help="Haplotype frequency set: GRIM POP.freqs(.gz), hpf.csv, or graftmatch JSON")]
+SettingsOption = Annotated[Path | None, typer.Option(
+    help="A site's imputation settings (default: the built-in imputation.toml)")]
+TopOption = Annotated[int, typer.Option(help="Genotypes to show per subject (0: all)")]
+PopulationHelp = ("Population in the set (e.g. CAU); a mix as CAU:0.7,AFA:0.3. Missing "
+                  "populations fall back to a broader one, then the pooled set; the steps are "
+                  "reported")
+
+
+def _renormalise_note(hf: FrequencySet) -> None:
+    for notice in hf.notices:
+        err.print(f"[yellow]note:[/] {notice}", markup=True, highlight=False)
+
+
+def _imputer(hf: FrequencySet, spec: str | None, reader: TypingReader,
+             settings: ImputationSettings) -> Imputer:
+    population, steps = hf.choose(spec)
+    return Imputer(HaplotypeTable.compile(population, reader), settings,
+                   population_steps=steps)
+
+
+def impute(
+    typing_text: Annotated[str, typer.Argument(metavar="GL", help="Typing (GL String)")],
+    hf: HfOption,
+    population: Annotated[str | None, typer.Option(help=PopulationHelp)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    top: TopOption = 10,
+    settings: SettingsOption = None,
+) -> None:
+    """Impute a typing: the likely genotypes, with probabilities, from haplotype frequencies
+    (untyped loci imputed; status ok, fallback or unrepresented, with the reason)."""
+    try:
+        reader = open_reader()
+        chosen = load_settings(settings) if settings else default_settings()
+        freq_set = read_frequency_set(hf, reader)
+        if not json_out:
+            _renormalise_note(freq_set)
+        result = _imputer(freq_set, population, reader, chosen).impute(reader.parse(typing_text))
+    except GraftmatchError as exc:
+        raise fail(exc, json_out) from None
+    limit = top or None
+    if json_out:
+        out.print_json(json.dumps(result.to_dict(limit)))
+        return
+    _print_imputation("subject", result, limit)
+
+
+def _print_imputation(label: str, result: Imputation, limit: int | None) -> None:
+    g = result.genotypes
+    out.print(f"[bold]{label}[/]: status [bold]{result.status}[/] ({result.method}), "
+              f"population {result.population}, {len(g):,} genotype(s), truncated mass "
+              f"{result.truncated_mass:.2e}")
+    for line in (*result.population_steps, *result.reasons):
+        out.print(f"  [yellow]note[/] {line}")
+    if result.imputed_loci:
+        out.print(f"  imputed (untyped) loci: {', '.join(result.imputed_loci)}")
+    if result.ignored_loci:
+        out.print(f"  typed but not in the set (not imputed): {', '.join(result.ignored_loci)}")
+    table = Table()
+    table.add_column("#", justify="right")
+    table.add_column("probability", justify="right")
+    for locus in g.loci:
+        table.add_column(locus)
+    for i in range(len(g) if limit is None else min(limit, len(g))):
+        table.add_row(str(i + 1), f"{g.probabilities[i]:.4f}",
+                      *(g.locus_text(i, col).replace("+", " + ") for col in range(len(g.loci))))
+    out.print(table)
+
+
+def predict(
+    patient: Annotated[str, typer.Option(help="Patient typing (GL String)")],
+    donor: Annotated[str, typer.Option(help="Donor typing (GL String)")],
+    hf: HfOption,
+    patient_population: Annotated[str | None, typer.Option(help=PopulationHelp)] = None,
+    donor_population: Annotated[str | None, typer.Option(help=PopulationHelp)] = None,
+    loci: Annotated[str | None, typer.Option(
+        help="Loci to count, e.g. A,B,C,DRB1 (8/8); default: every locus of the set")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    top: TopOption = 5,
+    settings: SettingsOption = None,
+) -> None:
+    """Match probabilities for a patient and a donor: P(0..4 mismatches), per locus P(0/1/2),
+    and the DPB1 permissive-TCE probability when the set has DPB1."""
+    try:
+        reader = open_reader()
+        chosen = load_settings(settings) if settings else default_settings()
+        freq_set = read_frequency_set(hf, reader)
+        if not json_out:
+            _renormalise_note(freq_set)
+        p_imputer = _imputer(freq_set, patient_population, reader, chosen)
+        d_imputer = p_imputer if donor_population == patient_population else \
+            _imputer(freq_set, donor_population, reader, chosen)
+        predictor = MatchPredictor(Matcher(reader.index), chosen)
+        result = predictor.predict(p_imputer.impute(reader.parse(patient)),
+                                   d_imputer.impute(reader.parse(donor)), parse_loci(loci))
+    except GraftmatchError as exc:
+        raise fail(exc, json_out) from None
+    if json_out:
+        out.print_json(json.dumps(prediction_dict(result, top or None)))
+        return
+    _print_prediction(result, top or None)
+
+
+def prediction_dict(result: MatchPrediction, limit: int | None) -> dict[str, Any]:
+    """The JSON form: ``p_mismatches`` keys "0".."4" (up to 2 per locus), ``loci``."""
+    doc = result.to_dict(limit)
+    doc["loci"] = doc.pop("loci_probabilities")
+    doc["counted_loci"] = list(result.loci)
+    return doc
+
+
+def _print_prediction(result: MatchPrediction, limit: int | None) -> None:
+    total = 2 * len(result.loci)
+    out.print(f"[bold]match probabilities[/] over {', '.join(result.loci)} ({total}/{total}): "
+              f"status [bold]{result.status}[/]")
+    summary = Table()
+    summary.add_column("mismatches", justify="right")
+    summary.add_column("match", justify="right")
+    summary.add_column("probability", justify="right")
+    for k, p in enumerate(result.p_mismatches[:5]):
+        summary.add_row(str(k), f"{total - k}/{total}", f"{p:.4f}")
+    rest = sum(result.p_mismatches[5:])
+    if rest:
+        summary.add_row("5+", f"<={total - 5}/{total}", f"{rest:.4f}")
+    out.print(summary)
+    per_locus = Table()
+    for column in ("locus", "P(0)", "P(1)", "P(2)", "DPB1 TCE"):
+        per_locus.add_column(column, justify="right" if column.startswith("P") else "left")
+    for lp in result.per_locus:
+        tce = ", ".join(f"{k} {v:.3f}" for k, v in lp.tce.items() if v) if lp.tce else "-"
+        per_locus.add_row(lp.locus, *(f"{p:.4f}" for p in lp.p), tce)
+    out.print(per_locus)
+    if result.p_permissive_dpb1 is not None:
+        out.print(f"P(DPB1 matched or TCE-permissive) = {result.p_permissive_dpb1:.4f}")
+    if result.truncated_mass > 1e-9:
+        out.print(f"unassigned (truncated) probability: {result.truncated_mass:.2e}")
+    _print_imputation("patient", result.patient, limit)
+    _print_imputation("donor", result.donor, limit)
+
+
+@hf_app.command("info")
+def hf_info(
+    path: Annotated[Path, typer.Argument(help="The frequency set")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Read and check a frequency set: populations, loci, resolution, sums, notices."""
+    try:
+        hf = read_frequency_set(path, open_reader())
+    except GraftmatchError as exc:
+        raise fail(exc, json_out) from None
+    doc = {
+        "source": hf.source, "loci": list(hf.loci), "resolution": hf.resolution,
+        "release": hf.release, "licence": hf.licence, "synthetic": hf.synthetic,
+        "fallback": hf.fallback, "notices": list(hf.notices),
+        "populations": {name: {"haplotypes": len(p.haplotypes), "sum": p.total}
+                        for name, p in hf.populations.items()},
+    }
+    if json_out:
+        out.print_json(json.dumps(doc))
+        return
+    out.print(f"{path}: {'~'.join(hf.loci)}, {hf.resolution}, release {hf.release}"
+              f"{', SYNTHETIC' if hf.synthetic else ''}; source {hf.source}"
+              f"{'; licence ' + hf.licence if hf.licence else ''}", highlight=False)
+    for name, p in hf.populations.items():
+        out.print(f"  {name}: {len(p.haplotypes):,} haplotypes, frequencies sum to "
+                  f"{p.total:.5f}")
+    for notice in hf.notices:
+        out.print(f"  [yellow]note[/] {notice}")
+
+
+@hf_app.command("synthetic")
+def hf_synthetic(
+    path: Annotated[Path, typer.Argument(help="Where to write (.json, .json.gz, .freqs.gz)")],
+    haplotypes: Annotated[int, typer.Option(help="Number of distinct haplotypes")] = 200_000,
+    loci: Annotated[str, typer.Option(help="Loci, in haplotype order")] = "A,C,B,DRB1,DQB1",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same set)")] = 0,
+) -> None:
+    """Write a SYNTHETIC frequency set over real allele names for scale tests (labelled
+    synthetic; not real frequencies of any population)."""
+    try:
+        reader = open_reader()
+        loci_list = parse_loci(loci) or []
+        Matcher(reader.index).check_loci(loci_list)
+        meta = write_synthetic_set(path, reader.index, loci_list, haplotypes, seed=seed)
+    except GraftmatchError as exc:
+        raise fail(exc) from None
+    out.print(f"wrote {path}: {meta['haplotypes']:,} SYNTHETIC haplotypes over "
+              f"{'~'.join(meta['loci'])} (release {meta['release']}, seed {seed})",
+              highlight=False)
