@@ -11,6 +11,7 @@ export GRAFTMATCH_IMGT_DIR ?= $(SHARED_IMGT)
 endif
 
 .PHONY: demo test lint bench clean
+.PHONY: grim-env
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +41,17 @@ bench: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# NMDP's py-graph-imputation (GRIM, LGPL-3.0), a benchmark peer only, in a venv of its own
+# (its sdist builds a Cython extension: needs a C compiler). benchmarks/peers/grim_runner.py
+# runs with $(GRIM_VENV)/bin/python.
+GRIM_VENV := benchmarks/.venv-grim
+GRIM_STAMP := $(GRIM_VENV)/.py-graph-imputation-1.0.0
+
+grim-env: $(GRIM_STAMP)
+
+$(GRIM_STAMP):
+	test -x $(GRIM_VENV)/bin/python || $(PYTHON) -m venv $(GRIM_VENV)
+	$(GRIM_VENV)/bin/pip install --quiet --upgrade pip
+	$(GRIM_VENV)/bin/pip install --quiet py-graph-imputation==1.0.0
+	touch $@
