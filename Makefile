@@ -25,8 +25,12 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The demo predicts with the LGPL example frequency set from ../shared when it is there, else
+# with a synthetic set it generates (and labels as such).
+DEMO_HF := $(wildcard ../shared/data/haplotype-frequencies/nmdp-py-graph-imputation-example/CAU.freqs.gz)
+
 demo: $(VENV)/.runtime
-	$(BIN)/graftmatch demo
+	$(BIN)/graftmatch demo $(if $(DEMO_HF),--hf $(DEMO_HF) --population CAU)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks

@@ -212,8 +212,14 @@ DEMO_DONORS: tuple[tuple[str, str], ...] = (
 
 
 @app.command("demo")
-def demo() -> None:
-    """End-to-end demo: load the release, read real-world typings, grade example matches."""
+def demo(
+    hf: Annotated[Path | None, typer.Option(
+        help="Haplotype frequency set for the prediction part (default: a SYNTHETIC set "
+             "generated into the cache, labelled as such)")] = None,
+    population: Annotated[str | None, typer.Option(help="Population in that set")] = None,
+) -> None:
+    """End-to-end demo: load the release, read real-world typings, grade example matches,
+    predict match probabilities for a registry donor."""
     try:
         try:
             info = releases.active_release()
@@ -245,6 +251,10 @@ def demo() -> None:
         except TypingError as exc:
             out.print(f"  {text}: {exc}", highlight=False)
     _demo_matching(reader)
+    try:
+        _demo_prediction(reader, hf, population)
+    except GraftmatchError as exc:
+        raise fail(exc) from None
     out.print(f"\nIPD-IMGT/HLA data: CC BY-ND ({releases.LICENCE_URL}). Please cite:\n"
               f"{releases.CITATION}", highlight=False)
 
@@ -270,6 +280,46 @@ def _demo_matching(reader: TypingReader) -> None:
                       str(result.gvh_mismatches), str(result.hvg_mismatches),
                       "; ".join(where) or "-", dpb1.tce.verdict if dpb1 and dpb1.tce else "-")
     out.print(table)
+
+
+def _demo_prediction(reader: TypingReader, hf: Path | None, population: str | None) -> None:
+    from graftmatch.prediction.frequencies import read_frequency_set
+    from graftmatch.prediction.haplotypes import HaplotypeTable
+    from graftmatch.prediction.imputation import Imputer
+    from graftmatch.prediction.match_probability import MatchPredictor
+    from graftmatch.prediction.synthetic import write_synthetic_set
+
+    out.print()
+    out.rule("match prediction from haplotype frequencies")
+    if hf is None:
+        hf = releases.home_dir() / f"synthetic-demo-{reader.index.release}.json.gz"
+        if not hf.exists():
+            write_synthetic_set(hf, reader.index, ["A", "C", "B", "DRB1", "DQB1"], 20_000,
+                                seed=1)
+    freq_set = read_frequency_set(hf, reader)
+    chosen, steps = freq_set.choose(population)
+    label = "SYNTHETIC (generated; not real frequencies)" if freq_set.synthetic else \
+        (freq_set.licence or "user-supplied")
+    out.print(f"frequency set: {hf.name}, population {chosen.name}, "
+              f"{len(chosen.haplotypes):,} haplotypes over {'~'.join(freq_set.loci)}; {label}",
+              highlight=False)
+    for step in steps:
+        out.print(f"  [yellow]note[/] {step}")
+    imputer = Imputer(HaplotypeTable.compile(chosen, reader), population_steps=steps)
+    predictor = MatchPredictor(Matcher(reader.index))
+    patient = imputer.impute(reader.parse(DEMO_PATIENT))
+    label_, donor_text = DEMO_DONORS[-1]
+    donor = imputer.impute(reader.parse(donor_text))
+    result = predictor.predict(patient, donor)
+    total = 2 * len(result.loci)
+    out.print(f"donor ({label_}): {donor_text}")
+    out.print(f"  imputation: status {donor.status}, {len(donor.genotypes):,} genotypes, "
+              f"most likely {donor.genotypes.genotype(0)} "
+              f"(p = {donor.genotypes.probabilities[0]:.3f})", highlight=False)
+    out.print("  " + ", ".join(f"P({total - k}/{total}) = {p:.3f}"
+                               for k, p in enumerate(result.p_mismatches[:3])))
+    out.print("  per locus P(match): " + ", ".join(f"{lp.locus} {lp.p[0]:.3f}"
+                                                   for lp in result.per_locus))
 
 
 def _abbreviate(gl: str, keep: int = 4) -> str:
