@@ -100,3 +100,41 @@ def test_json_errors_name_the_entry(tmp_path, reader):
     path.write_text(json.dumps({"metadata": {"fallback": ["EURO"]}, "haplotypes": []}))
     with pytest.raises(FrequencyError, match=r"metadata\.fallback"):
         read_frequency_set(path, reader)
+
+
+def _hfx(tmp_path, rows: str):
+    import zipfile
+
+    path = tmp_path / "cohort.hfx"
+    metadata = {"version": "1.0", "metadata": {
+        "hfxID": "test-cohort", "frequencyLocation": "file://freqs.csv",
+        "outputResolution": [{"locus": "A", "resolution": "2-field"},
+                             {"locus": "B", "resolution": "2-field"}],
+        "cohortDescription": {"population": [{"name": "EUR"}], "dataSource": "test"},
+        "nomenclatureUsed": {"database": "IPD-IMGT/HLA", "version": "3.58.0"},
+        "license": "CC-BY-4.0"}}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps(metadata))
+        z.writestr("freqs.csv", "haplotype,frequency\n" + rows)
+    return path
+
+
+def test_hfx_bundle_read_with_hfx_tools(tmp_path, reader):
+    hf = read_frequency_set(_hfx(tmp_path, "A*01:01~B*08:01,0.6\nA*02:01~B*07:02,0.4\n"),
+                            reader)
+    assert (hf.loci, hf.resolution, hf.release, hf.licence) == (
+        ("A", "B"), "2-field", "3.58.0", "CC-BY-4.0")
+    assert hf.source == "HFX test-cohort (test)"
+    eur = hf.populations["EUR"]
+    assert eur.haplotypes == (("A*01:01", "B*08:01"), ("A*02:01", "B*07:02"))
+    assert list(eur.frequencies) == [0.6, 0.4]
+
+
+def test_hfx_errors_name_the_row_or_the_bundle(tmp_path, reader):
+    with pytest.raises(FrequencyError, match=r"frequency row 2, frequency: '-0\.4'"):
+        read_frequency_set(_hfx(tmp_path, "A*01:01~B*08:01,0.6\nA*02:01~B*07:02,-0.4\n"),
+                           reader)
+    broken = tmp_path / "broken.hfx"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(FrequencyError, match="HFX bundle"):
+        read_frequency_set(broken, reader)

@@ -5,6 +5,8 @@ Formats read (DOMAIN 3.1):
 * GRIM ``{POP}.freqs.gz`` / ``.freqs``: CSV without header, ``haplotype,count,frequency``; the
   population is the file name's stem [29 py-graph-imputation];
 * ``hpf.csv``: CSV with header ``hap,pop,freq`` (several populations) [29];
+* HFX bundles (``.hfx``), read with hfx-tools, the Society for Immune Polymorphism's library
+  for the Haplotype Frequency Exchange format [36];
 * graftmatch JSON: ``{"metadata": {...}, "haplotypes": [{"haplotype", "population",
   "frequency"}]}``, with metadata ``loci``, ``resolution``, ``release``, ``source``,
   ``licence``, ``synthetic`` and optional ``fallback`` (population -> broader population).
@@ -21,6 +23,7 @@ import csv
 import gzip
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +147,9 @@ def _mixture(name: str, parts: list[tuple[Population, float]]) -> Population:
 def read_frequency_set(path: Path, reader: TypingReader, *, renormalise: bool = False
                        ) -> FrequencySet:
     """Read and check a frequency set in any of the supported formats."""
+    if path.suffix.lower() == ".hfx":
+        rows, meta = _hfx_rows(path)
+        return _build(path, reader, rows, meta, renormalise)
     try:
         raw = path.read_bytes()
         text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
@@ -154,6 +160,11 @@ def read_frequency_set(path: Path, reader: TypingReader, *, renormalise: bool = 
         rows, meta = _json_rows(path, text)
     else:
         rows = _csv_rows(path, text)
+    return _build(path, reader, rows, meta, renormalise)
+
+
+def _build(path: Path, reader: TypingReader, rows: list[Row], meta: dict[str, Any],
+           renormalise: bool) -> FrequencySet:
     loci, fallback = meta.get("loci"), meta.get("fallback") or {}
     if loci is not None and not (isinstance(loci, list) and all(isinstance(x, str) for x in loci)):
         raise FrequencyError(path, "", "metadata.loci", f"{loci!r} is not a list of loci")
@@ -207,6 +218,40 @@ def _width(path: Path, line: int, row: list[str]) -> bool:
     if len(row) != 3:
         raise FrequencyError(path, f"line {line}", "line", f"expected 3 fields, got {len(row)}")
     return True
+
+
+def _hfx_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
+    """An HFX bundle (Haplotype Frequency Exchange, ZIP of ``metadata.json`` and CSV), read
+    with the SIP's reference library hfx-tools. One HFX document is one cohort: its population
+    is named by ``cohortDescription.population[].name`` (joined), else the file's stem."""
+    from hfx_tools.io import read_hfx_bundle
+
+    try:
+        bundle = read_hfx_bundle(path)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise FrequencyError(path, "", "HFX bundle", str(exc) or type(exc).__name__) from exc
+    md = bundle.metadata
+    cohort = md.get("cohortDescription") or {}
+    names = [str(p["name"]) for p in cohort.get("population") or []
+             if isinstance(p, dict) and p.get("name")]
+    population = "+".join(names) or path.stem
+    resolution = {r.get("resolution") for r in md.get("outputResolution") or []
+                  if isinstance(r, dict)}
+    nomenclature = md.get("nomenclatureUsed") or {}
+    licence = md.get("license")
+    meta = {
+        "loci": [r["locus"] for r in md.get("outputResolution") or []
+                 if isinstance(r, dict) and r.get("locus")] or None,
+        "resolution": resolution.pop() if len(resolution) == 1 else None,
+        "release": nomenclature.get("version") if isinstance(nomenclature, dict) else None,
+        "source": f"HFX {md.get('hfxID') or path.name}"
+                  + (f" ({cohort['dataSource']})" if cohort.get("dataSource") else ""),
+        "licence": licence if isinstance(licence, str) else json.dumps(licence) if licence
+        else "",
+    }
+    rows = [(f"frequency row {n}", hap, population, str(freq))
+            for n, (hap, freq) in enumerate(bundle.rows, 1)]
+    return rows, meta
 
 
 def _json_rows(path: Path, text: str) -> tuple[list[Row], dict[str, Any]]:
