@@ -148,8 +148,7 @@ def read_frequency_set(path: Path, reader: TypingReader, *, renormalise: bool = 
                        ) -> FrequencySet:
     """Read and check a frequency set in any of the supported formats."""
     if path.suffix.lower() == ".hfx":
-        rows, meta = _hfx_rows(path)
-        return _build(path, reader, rows, meta, renormalise)
+        return _build(path, reader, *_hfx_rows(path), renormalise)
     try:
         raw = path.read_bytes()
         text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
