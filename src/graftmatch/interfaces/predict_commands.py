@@ -35,9 +35,16 @@ PopulationHelp = ("Population in the set (e.g. CAU); a mix as CAU:0.7,AFA:0.3. M
                   "reported")
 
 
-def _renormalise_note(hf: FrequencySet) -> None:
-    for notice in hf.notices:
-        err.print(f"[yellow]note:[/] {notice}", markup=True, highlight=False)
+def _open(hf: Path, settings: Path | None, json_out: bool
+          ) -> tuple[TypingReader, ImputationSettings, FrequencySet]:
+    """The reader, the settings and the checked frequency set (its notices on stderr)."""
+    reader = open_reader()
+    chosen = load_settings(settings) if settings else default_settings()
+    freq_set = read_frequency_set(hf, reader)
+    if not json_out:
+        for notice in freq_set.notices:
+            err.print(f"[yellow]note:[/] {notice}", markup=True, highlight=False)
+    return reader, chosen, freq_set
 
 
 def _imputer(hf: FrequencySet, spec: str | None, reader: TypingReader,
@@ -58,11 +65,7 @@ def impute(
     """Impute a typing: the likely genotypes, with probabilities, from haplotype frequencies
     (untyped loci imputed; status ok, fallback or unrepresented, with the reason)."""
     try:
-        reader = open_reader()
-        chosen = load_settings(settings) if settings else default_settings()
-        freq_set = read_frequency_set(hf, reader)
-        if not json_out:
-            _renormalise_note(freq_set)
+        reader, chosen, freq_set = _open(hf, settings, json_out)
         result = _imputer(freq_set, population, reader, chosen).impute(reader.parse(typing_text))
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
@@ -110,11 +113,7 @@ def predict(
     """Match probabilities for a patient and a donor: P(0..4 mismatches), per locus P(0/1/2),
     and the DPB1 permissive-TCE probability when the set has DPB1."""
     try:
-        reader = open_reader()
-        chosen = load_settings(settings) if settings else default_settings()
-        freq_set = read_frequency_set(hf, reader)
-        if not json_out:
-            _renormalise_note(freq_set)
+        reader, chosen, freq_set = _open(hf, settings, json_out)
         p_imputer = _imputer(freq_set, patient_population, reader, chosen)
         d_imputer = p_imputer if donor_population == patient_population else \
             _imputer(freq_set, donor_population, reader, chosen)
