@@ -202,3 +202,18 @@ def test_exact_typings_give_the_match_grade_itself(reader, predictor, patient, d
     for lp in result.per_locus:
         mm = graded.locus(lp.locus).mismatches
         assert lp.p == tuple(1.0 if m == mm else 0.0 for m in range(3))
+
+
+def test_a_site_settings_file_is_checked(tmp_path):
+    from importlib import resources
+
+    from graftmatch.prediction.settings import SettingsError, load_settings
+
+    text = tmp_path / "ok.toml"
+    builtin = (resources.files("graftmatch.prediction") / "imputation.toml").read_text()
+    text.write_text(builtin.replace("min_posterior = 1e-6", "min_posterior = 1e-4"))
+    assert load_settings(text).min_posterior == 1e-4
+    bad = tmp_path / "bad.toml"
+    bad.write_text(builtin.replace("max_genotypes = 20000", "max_genotypes = -5"))
+    with pytest.raises(SettingsError, match=r"bad.toml: 'max_genotypes' = -5 should be"):
+        load_settings(bad)

@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=WORK_DEFAULT, help="GRIM's files (graph CSVs)")
     p.add_argument("--summary", type=Path, help="also write the summary JSON here")
     p.add_argument("--limit", type=int, help="impute only the first N subjects")
+    p.add_argument("--reuse-graph", action="store_true",
+                   help="load the graph CSVs an earlier run left in --work instead of generating "
+                        "them again (same --freqs, --population and --freq-trim; phases 1-2 "
+                        "then count 0 s); --limit 0 makes such a build-only run")
     g = p.add_argument_group("GRIM configuration (defaults: conf/minimal-configuration.json)")
     g.add_argument("--epsilon", type=float, default=1e-3)
     g.add_argument("--results", type=int, default=10, help="number_of_results (top N kept)")
@@ -190,18 +194,20 @@ def build_graph(args: argparse.Namespace) -> tuple[Any, dict[str, Any], dict[str
     conf_file = work / "grim-config.json"
     conf_file.write_text(json.dumps(conf, indent=2) + "\n")
 
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    generate_hpf.produce_hpf(conf_file=str(conf_file))
-    times["hpf_seconds"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    argv, sys.argv = sys.argv, sys.argv[:1]  # generate_graph parses sys.argv itself
-    try:
-        generate_neo4j_multi_hpf.generate_graph(config_file=str(conf_file))
-    finally:
-        sys.argv = argv
-    times["graph_csv_seconds"] = time.perf_counter() - t0
+    times: dict[str, float] = {"hpf_seconds": 0.0, "graph_csv_seconds": 0.0}
     config = impute_config(conf)
+    args.reused_graph = args.reuse_graph and Path(config["node_file"]).is_file()
+    if not args.reused_graph:
+        t0 = time.perf_counter()
+        generate_hpf.produce_hpf(conf_file=str(conf_file))
+        times["hpf_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        argv, sys.argv = sys.argv, sys.argv[:1]  # generate_graph parses sys.argv itself
+        try:
+            generate_neo4j_multi_hpf.generate_graph(config_file=str(conf_file))
+        finally:
+            sys.argv = argv
+        times["graph_csv_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     graph = Graph(config)
     graph.build_graph(config["node_file"], config["top_links_file"], config["edges_file"])
@@ -375,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": settings,
         "freq_trim_threshold": args.freq_trim,
         "race": runner.race,
+        "reused_graph": args.reused_graph,
     }
     line = json.dumps(summary)
     print(line, file=sys.stderr)
