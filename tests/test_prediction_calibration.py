@@ -73,4 +73,4 @@ def test_the_true_genotype_is_never_lost(cau_table, seed, masks):
               for i in range(len(g))}
     assert truth in listed
     assert float(g.probabilities.sum()) == pytest.approx(1.0)
-    assert list(g.probabilities) == sorted(g.probabilities, reverse=True)
+    assert np.all(np.diff(g.probabilities) <= 1e-12)  # ties (to 12 digits) in code order

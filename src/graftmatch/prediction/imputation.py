@@ -288,7 +288,10 @@ class Imputer:
         if not total > 0:
             return None
         rows, probs = kernels.unphased(table.codes, h1, h2, posterior)
-        order = np.argsort(-probs, kind="stable")[:self.settings.max_genotypes]
+        # Most likely first; equal probabilities (to 12 digits) in the set's order of codes, so
+        # that ties list the same way on every run and machine.
+        keys = (*rows.T[::-1], -np.round(probs, 12))
+        order = np.lexsort(keys)[:self.settings.max_genotypes]
         genotypes = GenotypeSet(table.loci, table.vocab,
                                 rows[order].reshape(len(order), len(table.loci), 2)
                                 .astype(np.int32), probs[order])
