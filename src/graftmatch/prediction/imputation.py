@@ -100,7 +100,8 @@ NO_PAIRS = HaplotypePairs(None, np.empty(0, dtype=np.int32), np.empty(0, dtype=n
 class Imputation:
     """The imputed genotypes of one typing, with how they were obtained."""
 
-    typing: str
+    #: The typing as read (shown as a canonical GL String).
+    typing: Typing = field(repr=False)
     status: str  # ok | fallback | unrepresented
     method: str  # typed | haplotypes | blocks
     population: str
@@ -119,7 +120,7 @@ class Imputation:
     def to_dict(self, limit: int | None = None) -> dict[str, Any]:
         n = len(self.genotypes) if limit is None else min(limit, len(self.genotypes))
         return {
-            "typing": self.typing,
+            "typing": self.typing.to_gl(),
             "status": self.status,
             "method": self.method,
             "population": self.population,
@@ -236,7 +237,7 @@ class Imputer:
                       if any(r[col] is not None for r in reading.copies))
         untyped = tuple(locus for locus in table.loci if locus not in typed)
         ignored = tuple(sorted(seen - set(table.loci)))
-        common = dict(typing=typing.to_gl(), population=table.name,
+        common = dict(typing=typing, population=table.name,
                       population_steps=self.population_steps, typed_loci=typed,
                       ignored_loci=ignored)
         if not untyped and self._exact(reading):
@@ -290,11 +291,14 @@ class Imputer:
         rows, probs = kernels.unphased(table.codes, h1, h2, posterior)
         # Most likely first; equal probabilities (to 12 digits) in the set's order of codes, so
         # that ties list the same way on every run and machine.
-        keys = (*rows.T[::-1], -np.round(probs, 12))
-        order = np.lexsort(keys)[:self.settings.max_genotypes]
+        rank = -np.round(probs, 12)
+        order = np.argsort(rank, kind="stable")
+        if len(order) > 1 and np.any(rank[order[1:]] == rank[order[:-1]]):
+            order = np.lexsort((*rows.T[::-1], rank))
+        order = order[:self.settings.max_genotypes]
         genotypes = GenotypeSet(table.loci, table.vocab,
-                                rows[order].reshape(len(order), len(table.loci), 2)
-                                .astype(np.int32), probs[order])
+                                rows[order].reshape(len(order), len(table.loci), 2),
+                                probs[order])
         top = np.argsort(-posterior, kind="stable")[:self.pairs_listed]
         pairs = HaplotypePairs(table, h1[top], h2[top], posterior[top])
         return _Result(genotypes, max(0.0, 1.0 - float(probs[order].sum())), pairs)

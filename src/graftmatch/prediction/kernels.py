@@ -104,7 +104,7 @@ def group_rows(rows):  # type: ignore[no-untyped-def]
     for i in range(n):
         h = np.int64(1469598103934665603)
         for j in range(w):
-            h = (h ^ rows[i, j]) * np.int64(1099511628211)
+            h = (h ^ np.int64(rows[i, j])) * np.int64(1099511628211)
         keys[i] = h
     order = np.argsort(keys, kind="mergesort")
     group = np.empty(n, dtype=np.int64)
@@ -279,7 +279,7 @@ def unphased(codes, h1, h2, posterior):  # type: ignore[no-untyped-def]
     """Haplotype pairs merged into unphased genotypes (per locus, lower code first):
     the distinct genotypes as rows of 2 * loci codes, and their summed posterior."""
     n_loci = codes.shape[1]
-    rows = np.empty((len(h1), 2 * n_loci), dtype=np.int64)
+    rows = np.empty((len(h1), 2 * n_loci), dtype=np.int32)
     for i in range(len(h1)):
         for col in range(n_loci):
             x, y = codes[h1[i], col], codes[h2[i], col]

@@ -28,7 +28,9 @@ from graftmatch.typing.model import (
     Typing,
 )
 
-_ALLOWED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*:-^|+~/")
+_DISALLOWED_RE = re.compile(r"[^A-Za-z0-9*:\-^|+~/]")
+#: Bound on the block cache: registry files hold millions of distinct blocks.
+MAX_CACHED_BLOCKS = 500_000
 #: DRB3, DRB4 and DRB5 are paralogues: a haplotype carries at most one of them, so a genotype
 #: ``DRB3*01:01+DRB4*01:01`` pairs different loci legitimately.
 PARALOGUES = frozenset({"DRB3", "DRB4", "DRB5"})
@@ -61,6 +63,9 @@ class TypingReader:
         self.macs = macs
         self._tokens: dict[tuple[str, str, str], _Resolved] = {}
         self._lists: dict[str, tuple[AlleleList, tuple[tuple[str, int], ...]]] = {}
+        #: Locus blocks (``^`` parts) already read, with their notices' offsets in the block:
+        #: registry typings repeat the same blocks across many donors.
+        self._blocks: dict[str, tuple[GenotypeList, tuple[tuple[str, str, int], ...]]] = {}
 
     # -- whole typings --------------------------------------------------------------------
     def parse(self, text: str) -> Typing:
@@ -68,16 +73,17 @@ class TypingReader:
         offset = len(text) - len(text.lstrip())
         if not stripped:
             raise TypingError("empty typing", text=text, token="", position=1)
-        for i, ch in enumerate(stripped):
-            if ch not in _ALLOWED:
-                why = ("GL String 1.1 '?' (gene-location ambiguity) is not supported" if ch == "?"
-                       else "unexpected space" if ch.isspace() else "unexpected character")
-                raise TypingError(why, text=text, token=ch, position=offset + i + 1)
+        bad = _DISALLOWED_RE.search(stripped)
+        if bad:
+            ch, i = bad.group(), bad.start()
+            why = ("GL String 1.1 '?' (gene-location ambiguity) is not supported" if ch == "?"
+                   else "unexpected space" if ch.isspace() else "unexpected character")
+            raise TypingError(why, text=text, token=ch, position=offset + i + 1)
         notices: list[Notice] = []
         blocks: list[GenotypeList] = []
         block_loci: dict[str, int] = {}
         for block_text, block_pos in _split(stripped, offset, "^", text):
-            block = self._genotype_list(block_text, block_pos, text, notices)
+            block = self._block(block_text, block_pos, text, notices)
             for locus in dict.fromkeys(_genotype_loci(block[0])):
                 if locus in block_loci:
                     raise TypingError(f"locus {locus} is typed twice", text=text,
@@ -85,6 +91,19 @@ class TypingReader:
                 block_loci[locus] = block_pos
             blocks.append(block)
         return Typing(tuple(blocks), self.index.release, tuple(notices))
+
+    def _block(self, s: str, pos: int, text: str, notices: list[Notice]) -> GenotypeList:
+        """One ``^`` block, from the cache when this exact block was read before."""
+        hit = self._blocks.get(s)
+        if hit is None:
+            own: list[Notice] = []
+            block = self._genotype_list(s, pos, text, own)
+            if len(self._blocks) >= MAX_CACHED_BLOCKS:
+                self._blocks.clear()
+            hit = self._blocks[s] = (block, tuple((n.message, n.token, n.position - pos)
+                                                  for n in own))
+        notices.extend(Notice(message, token, pos + rel) for message, token, rel in hit[1])
+        return hit[0]
 
     def _genotype_list(self, s: str, pos: int, text: str, notices: list[Notice]) -> GenotypeList:
         genotypes: list[Genotype] = []
