@@ -39,9 +39,11 @@ lint: $(VENV)/.dev
 test: lint
 	$(BIN)/pytest -n 2
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev grim-env
 	$(BIN)/python benchmarks/bench_reduce.py
 	$(BIN)/python benchmarks/bench_match.py
+	$(BIN)/python benchmarks/bench_impute.py
+	$(BIN)/python benchmarks/calibration.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@ Under Hardy-Weinberg equilibrium a pair of haplotypes {h1, h2} has prior 2*f1*f2
 h1 = h2); the posterior of a pair that explains the typing in some phase is its prior over the
 sum of the priors of all explaining pairs (DOMAIN 3.2). graftmatch computes that sum exactly
 (per signature group, see :mod:`.kernels`), lists the pairs above ``min_posterior`` and merges
-them into unphased genotypes; everything not listed is reported as truncated mass.
+them into unphased genotypes; the pairs not listed are reported as truncated mass.
 
 Typings with no explaining pair are not left without an answer. In order, each step flagged in
 the result with its reason:
@@ -107,7 +107,8 @@ class Imputation:
     population: str
     population_steps: tuple[str, ...]
     genotypes: GenotypeSet
-    #: Posterior mass of explaining genotypes that were not listed.
+    #: Posterior mass of explaining haplotype pairs not listed (pairs below ``min_posterior``,
+    #: genotypes beyond ``max_genotypes``); listed probabilities fall short of 1 by this much.
     truncated_mass: float
     typed_loci: tuple[str, ...]
     imputed_loci: tuple[str, ...]
