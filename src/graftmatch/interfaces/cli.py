@@ -13,7 +13,7 @@ from rich.table import Table
 
 from graftmatch import __version__
 from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
-from graftmatch.interfaces import match_command, predict_commands
+from graftmatch.interfaces import match_command, predict_commands, registry_commands
 from graftmatch.interfaces.common import err, fail, open_reader, out
 from graftmatch.matching.grader import Matcher
 from graftmatch.nomenclature import release as releases
@@ -30,6 +30,8 @@ app.command("match")(match_command.match)
 app.command("impute")(predict_commands.impute)
 app.command("predict")(predict_commands.predict)
 app.add_typer(predict_commands.hf_app, name="hf")
+app.add_typer(registry_commands.registry_app, name="registry")
+app.command("search")(registry_commands.search)
 
 
 class LevelChoice(StrEnum):

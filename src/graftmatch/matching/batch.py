@@ -24,8 +24,9 @@ from graftmatch.errors import GraftmatchError
 from graftmatch.matching import kernels
 from graftmatch.matching.grader import Matcher
 from graftmatch.matching.grades import match_code
-from graftmatch.matching.positions import Slot
+from graftmatch.matching.positions import Position, Slot
 from graftmatch.typing.model import Typing
+from graftmatch.typing.parser import TypingReader
 
 Array = npt.NDArray[Any]
 #: Fields per pair and locus in :attr:`PairBlock.loci`.
@@ -81,24 +82,53 @@ class BatchMatcher:
         self._states: list[list[Slot]] = [[] for _ in self.loci]
 
     def encode(self, rows: Sequence[tuple[str, Typing]]) -> Cohort:
-        n, loci = len(rows), len(self.loci)
-        states = np.full((n, loci, 2), -1, dtype=np.int32)
+        n = len(rows)
+        states = np.full((n, len(self.loci), 2), -1, dtype=np.int32)
         tce = np.zeros(n, dtype=np.int8)
         complex_rows: set[int] = set()
         for row, (_, typing) in enumerate(rows):
-            for block in self.matcher.blocks(typing):
-                if len(block) > 1 and any(locus in self.loci for locus in block[0]):
-                    complex_rows.add(row)
-                for locus, slots in block[0].items():
-                    if locus not in self.loci:
-                        continue
-                    li = self.loci.index(locus)
-                    states[row, li] = self._state(li, slots)
-                    if li == self.dpb1:
-                        masks = [self.matcher.tce.mask(s.acting) for s in slots]
-                        tce[row] = kernels.lowest_groups(masks[0], masks[1])
+            tce[row], is_complex = self.encode_into(typing, states[row])
+            if is_complex:
+                complex_rows.add(row)
         return Cohort([ident for ident, _ in rows], states, tce, [t for _, t in rows],
                       frozenset(complex_rows))
+
+    def encode_into(self, typing: Typing, states: npt.NDArray[np.int32]) -> tuple[int, bool]:
+        """Write one typing's states (``(loci, 2)``, -1 where untyped) into ``states``;
+        return its DPB1 TCE groups and whether it needs the pair grader (alternatives)."""
+        tce, is_complex = 0, False
+        for block in self.matcher.blocks(typing):
+            if len(block) > 1 and any(locus in self.loci for locus in block[0]):
+                is_complex = True
+            for locus, slots in block[0].items():
+                if locus not in self.loci:
+                    continue
+                li = self.loci.index(locus)
+                states[li] = self._state(li, slots)
+                if li == self.dpb1:
+                    masks = [self.matcher.tce.mask(s.acting) for s in slots]
+                    tce = kernels.lowest_groups(masks[0], masks[1])
+        return tce, is_complex
+
+    def state_keys(self) -> list[list[list[str]]]:
+        """Per locus, each state as (typed allele list, acting allele list): enough to rebuild
+        the states in another process (:meth:`restore`)."""
+        return [[[slot.typed.text, slot.acting.text] for slot in states]
+                for states in self._states]
+
+    @classmethod
+    def restore(cls, matcher: Matcher, loci: Sequence[str], keys: list[list[list[str]]],
+                reader: TypingReader) -> BatchMatcher:
+        """A batch matcher whose states are those :meth:`state_keys` listed, in that order."""
+        out = cls(matcher, loci)
+        for li, states in enumerate(keys):
+            for typed, acting in states:
+                slot = Slot(out._position(reader, typed), out._position(reader, acting))
+                out._state(li, (slot, slot))
+        return out
+
+    def _position(self, reader: TypingReader, text: str) -> Position:
+        return self.matcher.positions.position(reader.parse(text).blocks[0][0][0][0])
 
     def _state(self, li: int, slots: tuple[Slot, Slot]) -> tuple[int, int]:
         ids = self._state_ids[li]

@@ -1,0 +1,243 @@
+"""``graftmatch registry ...`` and ``graftmatch search``: the donor registry and donor search."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from graftmatch.errors import GraftmatchError
+from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.interfaces.match_command import parse_loci
+from graftmatch.prediction.frequencies import read_frequency_set
+from graftmatch.prediction.haplotypes import HaplotypeTable
+from graftmatch.prediction.settings import default_settings
+from graftmatch.registry.index import build_index, open_index
+from graftmatch.registry.store import Registry, RegistryError
+from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
+from graftmatch.search.ranking import default_ranking, load_ranking
+from graftmatch.typing.parser import TypingReader
+
+registry_app = typer.Typer(help="Donor registries: import records, build the search index, "
+                           "summarise, generate a synthetic registry.", no_args_is_help=True)
+
+RegistryOption = Annotated[Path, typer.Option("--registry", help="Registry folder")]
+
+
+def _table(registry: Registry, reader: TypingReader) -> HaplotypeTable:
+    meta = registry.meta()
+    path = Path(meta["frequency_set"])
+    population, _ = read_frequency_set(path, reader).choose(meta["population"] or None)
+    return HaplotypeTable.compile(population, reader)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = False) -> str:
+    """Rebuild the index when records, release or frequency set changed; say what was done."""
+    meta = registry.meta()
+    current = {"release": reader.index.release,
+               "frequency_set_sha256": _digest(Path(meta["frequency_set"]))}
+    changed = [k for k, v in current.items() if meta.get(k) != v]
+    if not (force or registry.stale or changed):
+        return "search index is up to date"
+    if changed and not registry.stale and "index_folder" in meta:
+        registry.set_meta(index_version="-1")
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("imputing and indexing typings", total=None)
+        info = build_index(registry, reader, _table(registry, reader), default_settings(),
+                           lambda done, total: bar.update(task, completed=done, total=total))
+    registry.set_meta(**current)
+    return (f"search index built: {info.records:,} records, {info.typings:,} distinct "
+            f"typings, {info.genotypes:,} distinct genotypes in {info.seconds:.1f} s")
+
+
+@registry_app.command("import")
+def registry_import(
+    source: Annotated[Path, typer.Argument(help="Records: CSV or JSON (Lines), .gz ok")],
+    registry: RegistryOption,
+    hf: Annotated[Path | None, typer.Option(
+        help="Frequency set for imputation (needed when the registry is created)")] = None,
+    population: Annotated[str | None, typer.Option(
+        help="Population of that set for the registry's donors")] = None,
+) -> None:
+    """Import donors and cord units (new, updated and deleted records) in one transaction,
+    then rebuild the search index. Bad records are listed in an error report."""
+    try:
+        reader = open_reader()
+        if not (registry / "registry.sqlite").exists():
+            if hf is None:
+                raise RegistryError(f"{registry} is new: give --hf (and --population) for "
+                                    "its imputation")
+            Registry.create(registry, release=reader.index.release,
+                            frequency_set=str(hf.resolve()), population=population or "")
+        reg = Registry(registry)
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"importing {source.name}", total=None)
+            report = reg.import_file(source, reader, lambda n: bar.advance(task, n))
+        if report.already_imported:
+            out.print(f"{source} was already imported (data version {report.data_version}); "
+                      "records unchanged")
+        else:
+            out.print(f"{source}: {report.accepted:,} records loaded, {report.deleted:,} "
+                      f"deleted, {report.rejected:,} rejected")
+            for line in report.first_errors:
+                out.print(f"  [red]rejected[/] {line}", highlight=False)
+            if report.error_report:
+                out.print(f"  every rejected record: {report.error_report}")
+        out.print(refresh_index(reg, reader))
+    except GraftmatchError as exc:
+        raise fail(exc) from None
+
+
+@registry_app.command("refresh")
+def registry_refresh(
+    registry: RegistryOption,
+    force: Annotated[bool, typer.Option(help="Rebuild even if nothing changed")] = False,
+) -> None:
+    """Rebuild the search index when records, the IMGT release or the frequency set changed."""
+    try:
+        out.print(refresh_index(Registry(registry), open_reader(), force=force))
+    except GraftmatchError as exc:
+        raise fail(exc) from None
+
+
+@registry_app.command("stats")
+def registry_stats(
+    registry: RegistryOption,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Summarise a registry: records by kind and source, index state and size."""
+    try:
+        reg = Registry(registry)
+        meta = reg.meta()
+        doc: dict[str, Any] = {"records": reg.count(), "sources": reg.sources(),
+                               "release": meta.get("release"),
+                               "frequency_set": meta.get("frequency_set"),
+                               "population": meta.get("population"),
+                               "data_version": meta.get("data_version"),
+                               "index_current": not reg.stale}
+        if not reg.stale:
+            index = open_index(reg)
+            doc["index"] = {"folder": index.folder.name, "bytes": index.size_bytes,
+                            "typings": len(index.tce),
+                            "genotypes": len(index.genotypes),
+                            "imputation": {s: int((index.imputation == i).sum())
+                                           for i, s in enumerate(
+                                               ("ok", "fallback", "unrepresented", "error"))}}
+    except GraftmatchError as exc:
+        raise fail(exc, json_out) from None
+    if json_out:
+        out.print_json(json.dumps(doc))
+        return
+    for key, value in doc.items():
+        out.print(f"{key}: {value}", highlight=False)
+
+
+def search(
+    registry: RegistryOption,
+    patient: Annotated[str, typer.Option(help="Patient typing (GL String)")],
+    population: Annotated[str | None, typer.Option(help="Patient's population")] = None,
+    weight: Annotated[float | None, typer.Option(help="Patient weight in kg (cord dose)")]
+    = None,
+    cmv: Annotated[str, typer.Option(help="Patient CMV: negative, positive, unknown")]
+    = "unknown",
+    abo: Annotated[str | None, typer.Option(help="Patient ABO group (A, B, AB, O)")] = None,
+    sex: Annotated[str, typer.Option(help="Patient sex (F, M, U)")] = "U",
+    loci: Annotated[str | None, typer.Option(
+        help="Loci counted for adult donors (default A,B,C,DRB1,DQB1: 10/10)")] = None,
+    max_mismatches: Annotated[int, typer.Option(help="Mismatches allowed in total (0-4)")] = 2,
+    limit: Annotated[int, typer.Option(help="Candidates to show per kind")] = 20,
+    kinds: Annotated[str, typer.Option(help="donor, cord or both")] = "donor,cord",
+    ranking: Annotated[Path | None, typer.Option(
+        help="A site's ranking rules (default: the built-in ranking.toml)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Search a registry for a patient: every donor and cord unit within the criteria, with
+    match grades, match probabilities and a rank with its reasons."""
+    try:
+        reader = open_reader()
+        reg = Registry(registry)
+        searcher = Searcher(reg, reader, _table(reg, reader),
+                            load_ranking(ranking) if ranking else default_ranking())
+        criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
+                            max_mismatches=max_mismatches,
+                            kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
+        request = Patient(patient, population, weight, cmv, abo, sex)
+        result = searcher.search(request, criteria)
+        shown = result.donors[:limit] + result.cords[:limit]
+        searcher.attach_records(shown)
+    except GraftmatchError as exc:
+        raise fail(exc, json_out) from None
+    if json_out:
+        out.print_json(json.dumps(result_dict(result, limit)))
+        return
+    print_result(result, criteria, limit)
+
+
+def _candidate_dict(c: Candidate) -> dict[str, Any]:
+    rec = c.record
+    return {"rank": c.rank, "kind": c.kind, "id": rec.get("ext_id"),
+            "source": rec.get("source"), "hla": rec.get("gl"), "mismatches": c.mismatches,
+            "loci": c.loci, "p_mismatches": {str(k): p for k, p in enumerate(c.p_mismatches)},
+            "p_locus": c.p_locus, "p_permissive_dpb1": c.p_permissive_dpb1, "tce": c.tce,
+            "imputation": c.imputation, "truncated_mass": c.truncated_mass, "age": c.age,
+            "sex": rec.get("sex"), "abo": rec.get("abo"), "rh": rec.get("rh"),
+            "cmv": rec.get("cmv"), "tnc_per_kg": c.tnc_per_kg, "cd34_per_kg": c.cd34_per_kg,
+            "reasons": c.reasons}
+
+
+def result_dict(result: SearchResult, limit: int) -> dict[str, Any]:
+    return {"counts": result.counts, "seconds": result.seconds,
+            "patient_imputation": result.patient.to_dict(5),
+            "donors": [_candidate_dict(c) for c in result.donors[:limit]],
+            "cords": [_candidate_dict(c) for c in result.cords[:limit]],
+            "double_cords": [[a.record.get("ext_id") or a.row, b.record.get("ext_id") or b.row]
+                             for a, b in result.double_cords]}
+
+
+def print_result(result: SearchResult, criteria: Criteria, limit: int) -> None:
+    n = 2 * len(criteria.loci)
+    out.print(f"searched {result.counts['records']:,} records ({result.counts['typings']:,} "
+              f"distinct typings) in {result.seconds['total']:.2f} s: "
+              f"{result.counts['donors']:,} donors and {result.counts['cords']:,} cord units "
+              "within the criteria")
+    donors = Table(title=f"adult donors, up to {criteria.max_mismatches} mismatches over "
+                   f"{', '.join(criteria.loci)}")
+    for column in ("#", "donor", "match", f"P({n}/{n})", f"P(>={n - 1}/{n})", "age",
+                   "sex", "CMV", "ABO", "DPB1", "why"):
+        donors.add_column(column)
+    for c in result.donors[:limit]:
+        rec = c.record
+        p = c.p_mismatches
+        donors.add_row(str(c.rank), f"{rec.get('source')}:{rec.get('ext_id')}",
+                       f"{n - c.mismatches}/{n}", f"{p[0]:.2f}" if p else "-",
+                       f"{sum(p[:2]):.2f}" if p else "-",
+                       f"{c.age:.0f}" if c.age is not None else "-", rec.get("sex") or "-",
+                       rec.get("cmv") or "-", f"{rec.get('abo') or ''}{rec.get('rh') or ''}",
+                       c.tce or (f"P(perm) {c.p_permissive_dpb1:.2f}"
+                                 if c.p_permissive_dpb1 is not None else "-"),
+                       "; ".join(c.reasons))
+    out.print(donors)
+    if result.cords:
+        cords = Table(title="cord blood units")
+        for column in ("#", "unit", "match", "TNC x10^7/kg", "CD34 x10^5/kg", "why"):
+            cords.add_column(column)
+        for c in result.cords[:limit]:
+            rec = c.record
+            cords.add_row(str(c.rank), f"{rec.get('source')}:{rec.get('ext_id')}",
+                          f"{c.mismatches} MM",
+                          f"{c.tnc_per_kg:.2f}" if c.tnc_per_kg is not None else "-",
+                          f"{c.cd34_per_kg:.2f}" if c.cd34_per_kg is not None else "-",
+                          "; ".join(c.reasons))
+        out.print(cords)
+    if result.double_cords:
+        out.print(f"double-unit pairs offered (no single unit reaches the target dose): "
+                  f"{len(result.double_cords)}")

@@ -1,0 +1,1 @@
+"""Registry records: adult donors and cord blood units, as registries send them."""

@@ -1,0 +1,325 @@
+"""The registry store: a folder with a SQLite database of records and a search index beside it.
+
+The database (SQLAlchemy Core over SQLite, no server) holds every adult donor and cord unit as
+imported, with typings stored once per distinct GL String (registries repeat typings), the
+import journal and the registry's settings. An import is one transaction: a process killed at
+any point leaves the records as they were, and the journal (keyed by the file's SHA-256) makes
+importing the same file twice a no-op. The search index (:mod:`.index`) is derived data, built
+into a new folder and switched in atomically; ``data_version`` / ``index_version`` tell when
+it is stale (after an import that was killed before indexing, or a new release or set), and
+``graftmatch registry refresh`` (or re-running the import) rebuilds it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.sqlite import insert
+
+from graftmatch.atomic import atomic_file
+from graftmatch.errors import GraftmatchError
+from graftmatch.registry.files import Accepted, Rejected, read_records
+from graftmatch.registry.records import Action, CordRecord, Deletion, DonorRecord
+from graftmatch.typing.parser import TypingReader
+
+DATABASE = "registry.sqlite"
+#: Records written per statement batch during an import.
+BATCH = 5000
+
+schema = MetaData()
+meta_table = Table("meta", schema, Column("key", String, primary_key=True),
+                   Column("value", String, nullable=False))
+typings_table = Table("typings", schema, Column("id", Integer, primary_key=True),
+                      Column("gl", String, nullable=False, unique=True))
+records_table = Table(
+    "records", schema,
+    Column("row", Integer, primary_key=True),
+    Column("kind", String, nullable=False),  # donor | cord
+    Column("source", String, nullable=False),  # registry (donor) or bank (cord)
+    Column("ext_id", String, nullable=False),
+    Column("typing_id", Integer, ForeignKey("typings.id"), nullable=False),
+    Column("birth_date", String), Column("age", Integer), Column("sex", String),
+    Column("abo", String), Column("rh", String), Column("cmv", String),
+    Column("population", String), Column("status", String), Column("updated", String),
+    Column("tnc_1e7", Float), Column("cd34_1e5", Float), Column("volume_ml", Float),
+    UniqueConstraint("kind", "source", "ext_id"),
+)
+imports_table = Table(
+    "imports", schema,
+    Column("sha256", String, primary_key=True), Column("path", String, nullable=False),
+    Column("finished", String, nullable=False), Column("accepted", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False), Column("data_version", Integer, nullable=False),
+)
+
+ATTRIBUTES = ("birth_date", "age", "sex", "abo", "rh", "cmv", "population", "status",
+              "updated", "tnc_1e7", "cd34_1e5", "volume_ml")
+
+
+class RegistryError(GraftmatchError):
+    """A registry folder that cannot be used as asked."""
+
+
+@dataclass
+class ImportReport:
+    path: str
+    accepted: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    already_imported: bool = False
+    data_version: int = 0
+    #: CSV of the rejected records (line, field, value, reason), if any.
+    error_report: str | None = None
+    first_errors: list[str] = field(default_factory=list)
+
+
+class Registry:
+    """One registry folder. ``Registry.create(path)`` makes one; ``Registry(path)`` opens it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        db = path / DATABASE
+        if not db.exists():
+            raise RegistryError(f"{path} is not a graftmatch registry (no {DATABASE}); create "
+                                "one with 'graftmatch registry import --registry DIR FILE'")
+        self.engine = _engine(db)
+
+    @classmethod
+    def create(cls, path: Path, *, release: str, frequency_set: str, population: str
+               ) -> Registry:
+        """Create a registry folder (or open it if it exists), recording the release and the
+        frequency set its index is computed with."""
+        path.mkdir(parents=True, exist_ok=True)
+        engine = _engine(path / DATABASE)
+        schema.create_all(engine)
+        with engine.begin() as conn:
+            for key, value in (("release", release), ("frequency_set", frequency_set),
+                               ("population", population), ("data_version", "0"),
+                               ("index_version", "-1"),
+                               ("created", dt.datetime.now(dt.UTC).isoformat())):
+                conn.execute(insert(meta_table).values(key=key, value=value)
+                             .on_conflict_do_nothing())
+        engine.dispose()
+        return cls(path)
+
+    # -- settings --------------------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {k: v for k, v in conn.execute(select(meta_table.c.key, meta_table.c.value))}
+
+    def set_meta(self, **values: str) -> None:
+        with self.engine.begin() as conn:
+            for key, value in values.items():
+                conn.execute(insert(meta_table).values(key=key, value=value)
+                             .on_conflict_do_update(index_elements=["key"],
+                                                    set_={"value": value}))
+
+    @property
+    def stale(self) -> bool:
+        """True when records changed since the search index was built."""
+        meta = self.meta()
+        return meta["data_version"] != meta["index_version"]
+
+    # -- importing -------------------------------------------------------------------------
+    def import_file(self, source: Path, reader: TypingReader,
+                    progress: Callable[[int], None] | None = None) -> ImportReport:
+        """Load a CSV/JSON file of records in one transaction; bad records are reported (and
+        written to an error report in the registry folder) while good ones load."""
+        digest = _sha256(source)
+        report = ImportReport(str(source))
+        with self.engine.connect() as conn:
+            done = conn.execute(select(imports_table.c.data_version)
+                                .where(imports_table.c.sha256 == digest)).first()
+        if done is not None:
+            report.already_imported, report.data_version = True, int(done[0])
+            return report
+        rejected: list[tuple[int, str, str, str]] = []
+        with self.engine.begin() as conn:
+            upserts: list[tuple[str, DonorRecord | CordRecord]] = []
+            deletes: list[tuple[str, str, str]] = []
+            for n, result in enumerate(read_records(source, reader), 1):
+                if isinstance(result, Rejected):
+                    e = result.error
+                    rejected.append((e.line, e.field, e.value, e.reason))
+                    if len(report.first_errors) < 5:
+                        report.first_errors.append(str(e))
+                    continue
+                assert isinstance(result, Accepted)
+                if result.action is Action.DELETE:
+                    deletes.append((result.kind.value, _source(result.record),
+                                    result.record.id))
+                else:
+                    assert not isinstance(result.record, Deletion)
+                    upserts.append((result.kind.value, result.record))
+                if len(upserts) + len(deletes) >= BATCH:
+                    report.accepted += _write(conn, upserts)
+                    report.deleted += _delete(conn, deletes)
+                    upserts, deletes = [], []
+                if progress is not None and n % 1000 == 0:
+                    progress(1000)
+            report.accepted += _write(conn, upserts)
+            report.deleted += _delete(conn, deletes)
+            report.rejected = len(rejected)
+            version = int(conn.execute(select(meta_table.c.value)
+                                       .where(meta_table.c.key == "data_version")).scalar_one())
+            report.data_version = version + 1
+            conn.execute(meta_table.update().where(meta_table.c.key == "data_version")
+                         .values(value=str(version + 1)))
+            conn.execute(insert(imports_table).values(
+                sha256=digest, path=str(source), finished=dt.datetime.now(dt.UTC).isoformat(),
+                accepted=report.accepted, rejected=report.rejected,
+                data_version=version + 1))
+        if rejected:
+            report.error_report = str(self._error_report(source, rejected))
+        return report
+
+    def _error_report(self, source: Path, rejected: list[tuple[int, str, str, str]]) -> Path:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        path = self.path / "reports" / f"{source.name}.{stamp}.errors.csv"
+        with atomic_file(path) as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["line", "field", "value", "reason"])
+            writer.writerows(rejected)
+        return path
+
+    # -- reading -----------------------------------------------------------------------------
+    def count(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(records_table.c.kind, func.count())
+                                .group_by(records_table.c.kind)).all()
+        return {kind: int(n) for kind, n in rows}
+
+    def sources(self) -> list[str]:
+        """Registries and banks, sorted (their index in this list is their code)."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(select(records_table.c.source).distinct()).scalars())
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """Every record in row order, streamed (for building the index)."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+                select(records_table).order_by(records_table.c.row))
+            for rec in result.mappings():
+                yield dict(rec)
+
+    def typings(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = list(ids)
+        out: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 10_000):
+                chunk = ids[start:start + 10_000]
+                out.update(conn.execute(select(typings_table.c.id, typings_table.c.gl)
+                                        .where(typings_table.c.id.in_(chunk))).all())
+        return out
+
+    def rows(self, rows: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Full records (with their GL String) by row number."""
+        rows = list(rows)
+        out: dict[int, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(rows), 10_000):
+                chunk = rows[start:start + 10_000]
+                query = (select(records_table, typings_table.c.gl)
+                         .join(typings_table, typings_table.c.id == records_table.c.typing_id)
+                         .where(records_table.c.row.in_(chunk)))
+                for rec in conn.execute(query).mappings():
+                    out[rec["row"]] = dict(rec)
+        return out
+
+
+def _engine(db: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{db}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _: Any) -> None:  # durable, and fast enough for bulk loads
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def _source(record: DonorRecord | CordRecord | Deletion) -> str:
+    """The registry (donor) or bank (cord); empty for a deletion that names neither."""
+    if isinstance(record, Deletion):
+        return record.registry or record.bank or ""
+    return record.registry if isinstance(record, DonorRecord) else record.bank
+
+
+def _write(conn: Any, upserts: list[tuple[str, DonorRecord | CordRecord]]) -> int:
+    if not upserts:
+        return 0
+    gls = list({record.hla for _, record in upserts})
+    conn.execute(insert(typings_table).on_conflict_do_nothing(),
+                 [{"gl": gl} for gl in gls])
+    ids = dict(conn.execute(select(typings_table.c.gl, typings_table.c.id)
+                            .where(typings_table.c.gl.in_(gls))).all())
+    rows = []
+    for kind, record in upserts:
+        row = {"kind": kind, "source": _source(record), "ext_id": record.id,
+               "typing_id": ids[record.hla]}
+        for name in ATTRIBUTES:
+            value: Any = getattr(record, name, None)
+            if isinstance(value, dt.date):
+                value = value.isoformat()
+            elif isinstance(value, StrEnum):
+                value = value.value
+            row[name] = value
+        rows.append(row)
+    statement = insert(records_table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["kind", "source", "ext_id"],
+        set_={name: statement.excluded[name] for name in ("typing_id", *ATTRIBUTES)})
+    conn.execute(statement, rows)
+    return len(rows)
+
+
+def _delete(conn: Any, keys: list[tuple[str, str, str]]) -> int:
+    """Delete by (kind, source, id); a deletion naming no source removes that id from every
+    registry or bank of its kind."""
+    c = records_table.c
+    count = 0
+    sourced = [k for k in keys if k[1]]
+    if sourced:
+        count += conn.execute(delete(records_table).where(
+            tuple_(c.kind, c.source, c.ext_id).in_(sourced))).rowcount or 0
+    for kind, _, ext_id in (k for k in keys if not k[1]):
+        count += conn.execute(delete(records_table).where(
+            (c.kind == kind) & (c.ext_id == ext_id))).rowcount or 0
+    return int(count)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise RegistryError(f"cannot read {path}: {exc}") from exc
+    return digest.hexdigest()

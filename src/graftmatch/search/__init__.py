@@ -1,0 +1,1 @@
+"""Donor search: screening, grading, match probabilities and ranking over a registry."""

@@ -1,0 +1,178 @@
+"""The registry and the donor search as a search coordinator relies on them: complete results
+(checked against grading every donor by brute force), probabilities equal to the pairwise
+prediction, atomic and idempotent imports (a real kill), updates and deletions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graftmatch.matching.grader import Matcher
+from graftmatch.prediction.frequencies import read_frequency_set
+from graftmatch.prediction.haplotypes import HaplotypeTable
+from graftmatch.prediction.imputation import Imputer
+from graftmatch.prediction.match_probability import MatchPredictor
+from graftmatch.prediction.settings import default_settings
+from graftmatch.registry.index import build_index
+from graftmatch.registry.store import Registry, RegistryError
+from graftmatch.search.engine import Criteria, Patient, Searcher
+from tests.conftest import REPO, read_wmda
+from tests.test_frequencies import CAU
+
+HEADER = "type,id,registry,bank,hla,age,sex,abo,cmv,status,tnc_1e7,cd34_1e5\n"
+
+
+def _csv(path: Path, donors: list[tuple[str, str]], *, cords_every: int = 7) -> Path:
+    lines = [HEADER]
+    for i, (ident, gl) in enumerate(donors):
+        if i % cords_every == 0:
+            lines.append(f'cord,C-{ident},,BANK1,"{gl}",,,O+,,available,{60 + i % 150},'
+                         f'{1 + i % 9}\n')
+        else:
+            status = "reserved" if i % 50 == 1 else "available"
+            lines.append(f'donor,{ident},REG{1 + i % 2},,"{gl}",{18 + i % 40},'
+                         f'{"FM"[i % 2]},A+,{"pos" if i % 3 else "neg"},{status},,\n')
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.fixture(scope="module")
+def table(index):
+    from graftmatch.typing.parser import TypingReader
+
+    reader = TypingReader(index)
+    population, _ = read_frequency_set(CAU, reader).select("CAU")
+    return HaplotypeTable.compile(population, reader)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, index, table):
+    from graftmatch.typing.parser import TypingReader
+
+    reader = TypingReader(index)
+    folder = tmp_path_factory.mktemp("registry")
+    source = _csv(folder.parent / "records.csv", read_wmda("don.gl.txt.gz")[:600])
+    reg = Registry.create(folder, release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    report = reg.import_file(source, reader)
+    assert (report.accepted, report.rejected) == (600, 0)
+    build_index(reg, reader, table, default_settings())
+    return reg
+
+
+def _brute_force(reader, patient: str, donors, loci, limit) -> set[str]:
+    matcher = Matcher(reader.index)
+    typing = reader.parse(patient)
+    return {ident for ident, gl in donors
+            if matcher.match(typing, reader.parse(gl), loci).total_mismatches <= limit}
+
+
+@pytest.mark.parametrize("max_mm", [0, 1, 2, 3])
+def test_search_finds_exactly_the_donors_brute_force_grading_finds(registry, reader, table,
+                                                                    max_mm):
+    searcher = Searcher(registry, reader, table)
+    records = read_wmda("don.gl.txt.gz")[:600]
+    donors = [(ident, gl) for i, (ident, gl) in enumerate(records)
+              if i % 7 and i % 50 != 1]  # adult donors, available
+    cords = [(f"C-{ident}", gl) for i, (ident, gl) in enumerate(records) if i % 7 == 0]
+    for patient_id, patient in read_wmda("pat.gl.txt.gz")[:6]:
+        result = searcher.search(Patient(patient), Criteria(max_mismatches=max_mm))
+        searcher.attach_records(result.donors + result.cords)
+        found = {c.record["ext_id"] for c in result.donors}
+        assert found == _brute_force(reader, patient, donors, Criteria.loci, max_mm), patient_id
+        expected_cords = _brute_force(reader, patient, cords, ("A", "B", "C", "DRB1"), 2)
+        # Cords below the dose floors are dropped by rule (no weight given: none are).
+        assert {c.record["ext_id"] for c in result.cords} == expected_cords, patient_id
+
+
+def test_probabilities_equal_the_pairwise_prediction(registry, reader, table):
+    searcher = Searcher(registry, reader, table)
+    patient = read_wmda("pat.gl.txt.gz")[1][1]
+    result = searcher.search(Patient(patient), Criteria(max_mismatches=3, kinds=("donor",)))
+    searcher.attach_records(result.donors[:10])
+    imputer = Imputer(table)
+    predictor = MatchPredictor(Matcher(reader.index))
+    p = imputer.impute(reader.parse(patient))
+    for c in result.donors[:10]:
+        expected = predictor.predict(p, imputer.impute(reader.parse(c.record["gl"])))
+        # The index keeps each typing's 500 likeliest genotypes (float32) and reports the rest
+        # as truncated mass: equal up to that mass.
+        assert c.p_mismatches == pytest.approx(list(expected.p_mismatches),
+                                               abs=c.truncated_mass + 1e-5)
+        assert sum(c.p_mismatches) == pytest.approx(1 - c.truncated_mass, abs=1e-4)
+
+
+def test_ranking_puts_fewer_mismatches_then_younger_donors_first(registry, reader, table):
+    result = Searcher(registry, reader, table).search(
+        Patient(read_wmda("pat.gl.txt.gz")[2][1]), Criteria(max_mismatches=3))
+    keys = [(c.mismatches, -int(c.p_mismatches[0] / 0.1 + 1e-9)) for c in result.donors]
+    assert keys == sorted(keys)
+    assert [c.rank for c in result.donors] == list(range(1, len(result.donors) + 1))
+
+
+def test_import_twice_changes_nothing_and_updates_apply(tmp_path, index, reader, table):
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    donors = read_wmda("don.gl.txt.gz")[:30]
+    source = _csv(tmp_path / "a.csv", donors)
+    first = reg.import_file(source, reader)
+    again = reg.import_file(source, reader)
+    assert again.already_imported and again.data_version == first.data_version
+    update = tmp_path / "b.csv"
+    update.write_text("type,action,id,registry,hla,age\n"
+                      f'donor,upsert,{donors[1][0]},REG2,"{donors[1][1]}",55\n'
+                      f"donor,delete,{donors[2][0]},REG1,,\n")
+    report = reg.import_file(update, reader)
+    assert (report.accepted, report.deleted) == (1, 1)
+    counts = reg.count()
+    assert counts == {"donor": 30 - 5 - 1, "cord": 5}  # 5 cords (every 7th), one deleted
+    rows = [r for r in reg.iter_records() if r["ext_id"] == donors[1][0]]
+    assert len(rows) == 1 and rows[0]["age"] == 55
+
+
+def test_a_stale_index_is_refused_with_the_fix(tmp_path, index, reader, table):
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(_csv(tmp_path / "a.csv", read_wmda("don.gl.txt.gz")[:20]), reader)
+    with pytest.raises(RegistryError, match="registry refresh"):
+        Searcher(reg, reader, table)
+
+
+IMPORT_SCRIPT = """
+import sys
+from pathlib import Path
+from graftmatch.nomenclature.release import load_index
+from graftmatch.registry.store import Registry
+from graftmatch.typing.parser import TypingReader
+reg = Registry(Path(sys.argv[1]))
+print("started", flush=True)
+reg.import_file(Path(sys.argv[2]), TypingReader(load_index()))
+print("finished", flush=True)
+"""
+
+
+def test_a_killed_import_leaves_the_registry_as_it_was(tmp_path, index, reader):
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(_csv(tmp_path / "small.csv", read_wmda("don.gl.txt.gz")[:10]), reader)
+    before = (reg.count(), reg.meta()["data_version"])
+    big = _csv(tmp_path / "big.csv", [(f"X{i}", gl) for i, (_, gl) in
+                                      enumerate(read_wmda("don.gl.txt.gz") * 4)])
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", IMPORT_SCRIPT, str(reg.path), str(big)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    time.sleep(1.5)  # well into the 40,000-record transaction
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (reg.count(), reg.meta()["data_version"]) == before
+    report = reg.import_file(big, reader)  # running it again finishes the job
+    assert report.accepted == 40_000 and not report.already_imported
+    assert reg.count()["donor"] + reg.count()["cord"] == 10 + 40_000
