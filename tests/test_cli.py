@@ -55,8 +55,10 @@ def test_info_reports_release_counts_and_citation():
 
 
 def test_console_script_runs_the_demo():
-    result = subprocess.run([sys.executable, "-m", "graftmatch", "demo"], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run([sys.executable, "-m", "graftmatch", "demo", "--donors", "3000",
+                             "--cords", "300"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "A*01:01P+A*02:01P^B*08:01P+B*44:02P" in result.stdout
     assert "did you mean A*01:04N?" in result.stdout
+    assert "SYNTHETIC registry of 3,000 donors and 300 cord units" in result.stdout
+    assert "SYNTHETIC-" in result.stdout and "cord blood units" in result.stdout

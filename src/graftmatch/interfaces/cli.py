@@ -219,9 +219,13 @@ def demo(
         help="Haplotype frequency set for the prediction part (default: a SYNTHETIC set "
              "generated into the cache, labelled as such)")] = None,
     population: Annotated[str | None, typer.Option(help="Population in that set")] = None,
+    donors: Annotated[int, typer.Option(help="Donors in the synthetic demo registry")]
+    = 100_000,
+    cords: Annotated[int, typer.Option(help="Cord units in the synthetic demo registry")]
+    = 5_000,
 ) -> None:
     """End-to-end demo: load the release, read real-world typings, grade example matches,
-    predict match probabilities for a registry donor."""
+    predict match probabilities, and search a synthetic registry for a C1q-deficient child."""
     try:
         try:
             info = releases.active_release()
@@ -254,7 +258,11 @@ def demo(
             out.print(f"  {text}: {exc}", highlight=False)
     _demo_matching(reader)
     try:
-        _demo_prediction(reader, hf, population)
+        hf_used = _demo_prediction(reader, hf, population)
+        out.print()
+        out.rule(f"donor search: a SYNTHETIC registry of {donors:,} donors and {cords:,} cord "
+                 "units")
+        registry_commands.demo_search(reader, hf_used, population, donors, cords)
     except GraftmatchError as exc:
         raise fail(exc) from None
     out.print(f"\nIPD-IMGT/HLA data: CC BY-ND ({releases.LICENCE_URL}). Please cite:\n"
@@ -284,7 +292,8 @@ def _demo_matching(reader: TypingReader) -> None:
     out.print(table)
 
 
-def _demo_prediction(reader: TypingReader, hf: Path | None, population: str | None) -> None:
+def _demo_prediction(reader: TypingReader, hf: Path | None, population: str | None) -> Path:
+    """Predict match probabilities for the registry-typed demo donor; return the set used."""
     from graftmatch.prediction.frequencies import read_frequency_set
     from graftmatch.prediction.haplotypes import HaplotypeTable
     from graftmatch.prediction.imputation import Imputer
@@ -322,6 +331,7 @@ def _demo_prediction(reader: TypingReader, hf: Path | None, population: str | No
                                for k, p in enumerate(result.p_mismatches[:3])))
     out.print("  per locus P(match): " + ", ".join(f"{lp.locus} {lp.p[0]:.3f}"
                                                    for lp in result.per_locus))
+    return hf
 
 
 def _abbreviate(gl: str, keep: int = 4) -> str:
