@@ -85,6 +85,10 @@ class Candidate:
     rank: int = 0
     reasons: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
+    #: CMV, sex and ABO codes of the record (see :mod:`graftmatch.registry.index`).
+    codes: tuple[int, int, int] = (0, 0, 0)
+    #: Where the per-locus detail is read from when the candidate is shown.
+    detail: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -160,11 +164,9 @@ class Searcher:
         t = time.perf_counter()
         donors: list[Candidate] = []
         cords: list[Candidate] = []
-        position = {int(tid): k for k, tid in enumerate(cand_typings)}
-        for row in rows:
-            k = position[int(typing_of[row])]
-            candidate = self._candidate(int(row), k, grades, probs, criteria, patient)
-            fixed = exact.get(int(row))
+        ks = np.searchsorted(cand_typings, typing_of[rows])
+        for candidate in self._candidates(rows, ks, grades, probs, criteria, patient):
+            fixed = exact.get(candidate.row)
             if fixed is not None:
                 candidate.mismatches, candidate.loci = fixed
                 limit = criteria.max_mismatches if candidate.kind == "donor" else \
@@ -284,18 +286,22 @@ class Searcher:
                                              remapped, _pack(tables), n_counts)
         probs = idx.geno_probs[flat].astype(np.float64)
         owner = np.repeat(np.arange(len(typings)), ends - starts)
-        p_k = np.zeros((len(typings), n_counts))
-        np.add.at(p_k, owner, q[local.ravel()] * probs[:, None])
-        p_l = np.zeros((len(typings), len(cols), 3))
-        np.add.at(p_l, owner, q_locus[local.ravel()] * probs[:, None, None])
+        weighted = q[local.ravel()] * probs[:, None]
+        p_k = np.stack([np.bincount(owner, weights=weighted[:, m], minlength=len(typings))
+                        for m in range(n_counts)], axis=1)
+        weighted_l = (q_locus[local.ravel()] * probs[:, None, None]).reshape(
+            len(probs), 3 * len(cols))
+        p_l = np.stack([np.bincount(owner, weights=weighted_l[:, m], minlength=len(typings))
+                        for m in range(weighted_l.shape[1])], axis=1
+                       ).reshape(len(typings), len(cols), 3)
         dpb1 = None
         if "DPB1" in self.imputation_loci and self.imputation_loci.index("DPB1") in cols:
             j = cols.index(self.imputation_loci.index("DPB1"))
             permissive = TCE_VERDICTS.index("permissive")
             per_g = _tce_share(p_index[:, j], pg.probabilities.astype(np.float64),
                                remapped[:, j], tce_tables[j], permissive)
-            dpb1 = np.zeros(len(typings))
-            np.add.at(dpb1, owner, per_g[local.ravel()] * probs)
+            dpb1 = np.bincount(owner, weights=per_g[local.ravel()] * probs,
+                               minlength=len(typings))
         return {"p_k": p_k, "p_locus": p_l, "loci": [self.imputation_loci[c] for c in cols],
                 "dpb1": dpb1}
 
@@ -315,43 +321,46 @@ class Searcher:
         return first, genotype[1][0] if len(genotype) > 1 else first
 
     # -- results and ranking ------------------------------------------------------------
-    def _candidate(self, row: int, k: int, grades: dict[str, Any], probs: dict[str, Any],
-                   criteria: Criteria, patient: Patient) -> Candidate:
+    def _candidates(self, rows: npt.NDArray[np.int64], ks: npt.NDArray[np.int64],
+                    grades: dict[str, Any], probs: dict[str, Any], criteria: Criteria,
+                    patient: Patient) -> list[Candidate]:
+        """Candidates for the given records (``ks``: their rows in ``grades`` and ``probs``);
+        the per-locus detail is filled in only for those shown (:meth:`attach_records`)."""
         idx = self.index
-        kind = ix.KINDS[int(idx.kind[row])]
-        counted = criteria.loci if kind == "donor" else self.ranking.cord_loci
-        loci: dict[str, dict[str, Any]] = {}
-        total = 0
-        for li, locus in enumerate(self.loci):
-            f = grades["loci"][k, li]
-            if f[0] == 255:
-                loci[locus] = {"typed": False}
-                continue
-            loci[locus] = {name: int(f[i]) for i, name in enumerate(FIELDS)}
-            loci[locus]["typed"] = True
-            if locus in counted:
-                total += int(f[0])
-        tce_code = int(grades["tce"][k])
-        age = float(idx.age[row])
-        tnc = float(idx.tnc_1e7[row])
-        cd34 = float(idx.cd34_1e5[row])
+        mm = grades["loci"][:, :, 0].astype(np.int64)
+        typed = mm != 255
+        counted = {kind: np.array([locus in loci for locus in self.loci])
+                   for kind, loci in (("donor", criteria.loci), ("cord", self.ranking.cord_loci))}
+        totals = {kind: np.where(typed & mask, mm, 0).sum(axis=1) for kind, mask in
+                  counted.items()}
+        col = {name: np.asarray(getattr(idx, name)[rows]).tolist() for name in (
+            "kind", "typing", "age", "tnc_1e7", "cd34_1e5", "cmv", "sex", "abo")}
+        truncated = np.asarray(idx.truncated[np.asarray(col["typing"], dtype=np.int64)])
+        imputation = np.asarray(idx.imputation[np.asarray(col["typing"], dtype=np.int64)])
+        p_k, tce = probs["p_k"], grades["tce"]
+        dpb1 = probs["dpb1"]
         weight = patient.weight_kg
-        return Candidate(
-            row=row, kind=kind, typing=int(idx.typing[row]), mismatches=total, loci=loci,
-            p_mismatches=[float(x) for x in probs["p_k"][k]],
-            p_locus={locus: [float(x) for x in probs["p_locus"][k, j]]
-                     for j, locus in enumerate(probs["loci"])},
-            p_permissive_dpb1=float(probs["dpb1"][k]) if probs["dpb1"] is not None else None,
-            tce=TCE_VERDICTS[tce_code] if tce_code != 255 else None,
-            truncated_mass=float(idx.truncated[int(idx.typing[row])]),
-            imputation=ix.IMPUTATION_STATUS[int(idx.imputation[int(idx.typing[row])])],
-            age=None if np.isnan(age) else age,
-            tnc_per_kg=tnc / weight if weight and not np.isnan(tnc) else None,
-            cd34_per_kg=cd34 / weight if weight and not np.isnan(cd34) else None)
+        out = []
+        for j, (row, k) in enumerate(zip(rows.tolist(), ks.tolist(), strict=True)):
+            kind = ix.KINDS[col["kind"][j]]
+            age, tnc, cd34 = col["age"][j], col["tnc_1e7"][j], col["cd34_1e5"][j]
+            code = int(tce[k])
+            out.append(Candidate(
+                row=row, kind=kind, typing=col["typing"][j], mismatches=int(totals[kind][k]),
+                loci={}, p_mismatches=p_k[k].tolist(), p_locus={},
+                p_permissive_dpb1=float(dpb1[k]) if dpb1 is not None else None,
+                tce=TCE_VERDICTS[code] if code != 255 else None,
+                truncated_mass=float(truncated[j]),
+                imputation=ix.IMPUTATION_STATUS[int(imputation[j])],
+                age=None if age != age else age,
+                tnc_per_kg=tnc / weight if weight and tnc == tnc else None,
+                cd34_per_kg=cd34 / weight if weight and cd34 == cd34 else None,
+                codes=(col["cmv"][j], col["sex"][j], col["abo"][j]),
+                detail=(grades["loci"], probs, k)))
+        return out
 
     def _rank_donors(self, donors: list[Candidate], patient: Patient) -> list[Candidate]:
         r = self.ranking
-        idx = self.index
         for c in donors:
             p0 = c.p_mismatches[0] if c.p_mismatches else 0.0
             c.reasons = [f"{c.mismatches} mismatch(es) by typing", f"P(0 mismatches) {p0:.2f}"]
@@ -361,7 +370,6 @@ class Searcher:
                 c.reasons.append(f"DPB1 {c.tce}")
         def key(c: Candidate) -> tuple[float, ...]:
             parts: list[float] = []
-            row = c.row
             for name in r.donor_order:
                 if name == "mismatches":
                     parts.append(c.mismatches)
@@ -374,13 +382,13 @@ class Searcher:
                 elif name == "dpb1":
                     parts.append(_dpb1_rank(c))
                 elif name == "cmv":
-                    donor_cmv = ix.CMV[int(idx.cmv[row])]
+                    donor_cmv = ix.CMV[c.codes[0]]
                     parts.append(1.0 if patient.cmv == "negative" and donor_cmv != "negative"
                                  else 0.0)
                 elif name == "sex":
-                    parts.append(1.0 if patient.sex == "M" and idx.sex[row] == 1 else 0.0)
+                    parts.append(1.0 if patient.sex == "M" and c.codes[1] == 1 else 0.0)
                 elif name == "abo":
-                    parts.append(_abo_major(patient.abo, ix.ABO[int(idx.abo[row])]))
+                    parts.append(_abo_major(patient.abo, ix.ABO[c.codes[2]]))
             parts.append(c.row)
             return tuple(parts)
         donors.sort(key=key)
@@ -432,10 +440,21 @@ class Searcher:
         return singles, doubles[:20]
 
     def attach_records(self, candidates: Sequence[Candidate]) -> None:
-        """Fill in the stored record (ids, attributes, typing) of the candidates shown."""
+        """Fill in the stored record (ids, attributes, typing) and the per-locus detail of the
+        candidates shown."""
         records = self.registry.rows(int(self.index.row[c.row]) for c in candidates)
         for c in candidates:
             c.record = records.get(int(self.index.row[c.row]), {})
+            if not c.detail:
+                continue
+            grades, probs, k = c.detail
+            if not c.loci:
+                for li, locus in enumerate(self.loci):
+                    f = grades[k, li]
+                    c.loci[locus] = {"typed": False} if f[0] == 255 else {
+                        **{name: int(f[i]) for i, name in enumerate(FIELDS)}, "typed": True}
+            c.p_locus = {locus: probs["p_locus"][k, j].tolist()
+                         for j, locus in enumerate(probs["loci"])}
 
 
 def _dpb1_rank(c: Candidate) -> float:
