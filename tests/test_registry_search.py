@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from graftmatch.errors import GraftmatchError
 from graftmatch.matching.grader import Matcher
 from graftmatch.prediction.frequencies import read_frequency_set
 from graftmatch.prediction.haplotypes import HaplotypeTable
@@ -91,6 +92,42 @@ def test_search_finds_exactly_the_donors_brute_force_grading_finds(registry, rea
         assert {c.record["ext_id"] for c in result.cords} == expected_cords, patient_id
 
 
+def test_alternative_genotypes_on_either_side_never_hide_a_donor(tmp_path, index, reader,
+                                                                  table):
+    """Typings listing alternative genotypes ('|') are screened by every reading."""
+    records = read_wmda("don.gl.txt.gz")[:200]
+    alt_donor = ("ALT1", "A*01:01+A*02:01|A*03:01+A*11:01^B*08:01+B*44:02"
+                         "^DRB1*03:01+DRB1*04:01")
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(_csv(tmp_path / "r.csv", [*records, alt_donor], cords_every=10**6),
+                    reader)
+    build_index(reg, reader, table, default_settings())
+    searcher = Searcher(reg, reader, table)
+    donors = [(ident, gl) for i, (ident, gl) in enumerate([*records, alt_donor])
+              if i % 10**6 and i % 50 != 1]
+    for patient in ("A*03:01+A*11:01^B*08:01+B*44:02^DRB1*03:01+DRB1*04:01",
+                    "A*24:02+A*24:02|A*03:01+A*11:01^B*08:01+B*44:02^DRB1*03:01+DRB1*04:01",
+                    read_wmda("pat.gl.txt.gz")[0][1].replace(
+                        "^C*", "|A*03:01+A*11:01^C*", 1)):
+        for max_mm in (0, 2):
+            result = searcher.search(Patient(patient), Criteria(
+                loci=("A", "B", "DRB1"), max_mismatches=max_mm, kinds=("donor",)))
+            searcher.attach_records(result.donors)
+            assert {c.record["ext_id"] for c in result.donors} == _brute_force(
+                reader, patient, donors, ("A", "B", "DRB1"), max_mm), (patient, max_mm)
+
+
+def test_search_refuses_unknown_criteria_by_name(registry, reader, table):
+    searcher = Searcher(registry, reader, table)
+    for patient, criteria, message in (
+            (Patient("A*01:01+A*02:01", cmv="maybe"), Criteria(), "patient CMV 'maybe'"),
+            (Patient("A*01:01+A*02:01"), Criteria(kinds=("sibling",)), "donor type 'sibling'"),
+            (Patient("A*01:01+A*02:01", weight_kg=-3), Criteria(), "weight -3")):
+        with pytest.raises(GraftmatchError, match=message):
+            searcher.search(patient, criteria)
+
+
 def test_probabilities_equal_the_pairwise_prediction(registry, reader, table):
     searcher = Searcher(registry, reader, table)
     patient = read_wmda("pat.gl.txt.gz")[1][1]
@@ -111,7 +148,7 @@ def test_probabilities_equal_the_pairwise_prediction(registry, reader, table):
 def test_ranking_puts_fewer_mismatches_then_younger_donors_first(registry, reader, table):
     result = Searcher(registry, reader, table).search(
         Patient(read_wmda("pat.gl.txt.gz")[2][1]), Criteria(max_mismatches=3))
-    keys = [(c.mismatches, -int(c.p_mismatches[0] / 0.1 + 1e-9)) for c in result.donors]
+    keys = [(c.mismatches, -int(c.p_mismatches[0] / 0.1 + 1e-9), c.age) for c in result.donors]
     assert keys == sorted(keys)
     assert [c.rank for c in result.donors] == list(range(1, len(result.donors) + 1))
 

@@ -12,6 +12,7 @@ itself, so results never depend on which path a pair took.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import numpy.typing as npt
 
 from graftmatch.errors import GraftmatchError
 from graftmatch.matching import kernels
-from graftmatch.matching.grader import Matcher
+from graftmatch.matching.grader import MAX_JOINT_CHOICES, Matcher
 from graftmatch.matching.grades import match_code
 from graftmatch.matching.positions import Position, Slot
 from graftmatch.typing.model import Typing
@@ -109,6 +110,38 @@ class BatchMatcher:
                     masks = [self.matcher.tce.mask(s.acting) for s in slots]
                     tce = kernels.lowest_groups(masks[0], masks[1])
         return tce, is_complex
+
+    def encode_readings(self, typing: Typing) -> list[tuple[npt.NDArray[np.int32], int]]:
+        """Every reading of a typing with alternative genotypes (``|``), one combination of
+        alternatives per reading, as ``(states, DPB1 TCE groups)``: a screen that takes the
+        best reading never drops a pair the pair grader would keep."""
+        blocks = [b for b in self.matcher.blocks(typing)
+                  if any(locus in self.loci for locus in b[0])]
+        count = 1
+        for block in blocks:
+            count *= len(block)
+        if count > MAX_JOINT_CHOICES:
+            raise GraftmatchError(f"the typing lists {count} combinations of alternative "
+                                  f"genotypes; at most {MAX_JOINT_CHOICES} are searched")
+        out = []
+        for choice in itertools.product(*blocks):
+            states = np.full((len(self.loci), 2), -1, dtype=np.int32)
+            tce = 0
+            for alternative in choice:
+                for locus, slots in alternative.items():
+                    if locus not in self.loci:
+                        continue
+                    li = self.loci.index(locus)
+                    states[li] = self._state(li, slots)
+                    if li == self.dpb1:
+                        masks = [self.matcher.tce.mask(s.acting) for s in slots]
+                        tce = kernels.lowest_groups(masks[0], masks[1])
+            out.append((states, tce))
+        return out
+
+    def slot(self, li: int, state: int) -> Slot:
+        """The slot behind a state id at locus ``li``."""
+        return self._states[li][state]
 
     def state_keys(self) -> list[list[list[str]]]:
         """Per locus, each state as (typed allele list, acting allele list): enough to rebuild

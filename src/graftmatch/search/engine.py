@@ -47,7 +47,6 @@ MAX_TOTAL = 4
 @dataclass(frozen=True)
 class Patient:
     typing: str
-    population: str | None = None
     weight_kg: float | None = None
     cmv: str = "unknown"  # negative | positive | unknown
     abo: str | None = None
@@ -103,11 +102,13 @@ class SearchResult:
 
 class Searcher:
     """Searches one registry. Reuse one for many patients: the registry's match states and
-    genotype dictionary are read once."""
+    genotype dictionary are read once. ``table`` holds the haplotypes of the patient's
+    population (donors were imputed when the index was built); ``population_steps`` are the
+    fallback steps taken to choose it, reported with the patient's imputation."""
 
     def __init__(self, registry: Registry, reader: TypingReader, table: HaplotypeTable,
-                 ranking: Ranking | None = None, settings: ImputationSettings | None = None
-                 ) -> None:
+                 ranking: Ranking | None = None, settings: ImputationSettings | None = None,
+                 population_steps: Sequence[str] = ()) -> None:
         self.registry, self.reader = registry, reader
         self.index: SearchIndex = ix.open_index(registry)
         self.loci = tuple(self.index.info["search_loci"])
@@ -115,21 +116,21 @@ class Searcher:
         self.batch = BatchMatcher.restore(self.matcher, self.loci,
                                           self.index.info["state_keys"], reader)
         self.n_states = [len(k) for k in self.index.info["state_keys"]]
-        self.imputer = Imputer(table, settings or default_settings())
+        self.imputer = Imputer(table, settings or default_settings(),
+                               population_steps=population_steps)
         self.ranking = ranking or default_ranking()
         self.imputation_loci = tuple(self.index.info["imputation_loci"])
-        self._locus_copies: dict[tuple[int, int], tuple[AlleleList, AlleleList]] = {}
         self._graded: dict[tuple[str, str, str], tuple[int, int]] = {}
 
     # -- the search ----------------------------------------------------------------------
     def search(self, patient: Patient, criteria: Criteria) -> SearchResult:
         times: dict[str, float] = {}
         t0 = time.perf_counter()
-        self._check(criteria)
+        self._check(criteria, patient)
         typing = self.reader.parse(patient.typing)
-        p_states = np.full((len(self.loci), 2), -1, dtype=np.int32)
-        p_tce, p_complex = self.batch.encode_into(typing, p_states)
-        table = self._table(p_states)
+        # One reading per combination of the patient's alternative genotypes (usually one).
+        readings = [(states, tce, self._table(states))
+                    for states, tce in self.batch.encode_readings(typing)]
         times["patient"] = time.perf_counter() - t0
 
         t = time.perf_counter()
@@ -139,9 +140,18 @@ class Searcher:
                                 dtype=np.bool_)
         limits = np.array([criteria.per_locus.get(locus, 2) for locus in self.loci],
                           dtype=np.int8)
-        has = (p_states[:, 0] >= 0).astype(np.bool_)
-        donor_mm = _screen(idx.states, table, has, counted, limits)
-        cord_mm = _screen(idx.states, table, has, cord_counted, limits)
+        donor_mm = cord_mm = None
+        for states, _, table in readings:  # the best reading counts, as in the pair grader
+            has = (states[:, 0] >= 0).astype(np.bool_)
+            d = _screen(idx.states, table, has, counted, limits)
+            c = _screen(idx.states, table, has, cord_counted, limits)
+            donor_mm = d if donor_mm is None else np.minimum(donor_mm, d)
+            cord_mm = c if cord_mm is None else np.minimum(cord_mm, c)
+        assert donor_mm is not None and cord_mm is not None
+        # Registry typings with alternative genotypes were indexed by their first reading:
+        # they pass the screen and are graded exactly below, so none is dropped by it.
+        donor_mm[idx.complex] = 0
+        cord_mm[idx.complex] = 0
         records = self._eligible(criteria)
         kind = idx.kind
         typing_of = idx.typing
@@ -149,16 +159,16 @@ class Searcher:
         rec_limit = np.where(kind == 0, criteria.max_mismatches,
                              self.ranking.cord_max_mismatches)
         rows = np.flatnonzero(records & (rec_mm <= rec_limit))
-        complex_rows = rows[idx.complex[typing_of[rows]]]
+        exact_rows = rows if len(readings) > 1 else rows[idx.complex[typing_of[rows]]]
         times["screen"] = time.perf_counter() - t
 
         t = time.perf_counter()
         patient_imp = self.imputer.impute(typing)
         cand_typings = np.unique(typing_of[rows])
         probs = self._probabilities(patient_imp, cand_typings, criteria.loci)
+        p_states, p_tce, table = readings[0]
         grades = self._grades(p_states, p_tce, table, cand_typings)
-        exact = self._complex_grades(typing, complex_rows, criteria) if p_complex or len(
-            complex_rows) else {}
+        exact = self._exact_grades(typing, exact_rows, criteria)
         times["grade_and_predict"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -182,7 +192,20 @@ class Searcher:
                   "donors": len(donors), "cords": len(cords)}
         return SearchResult(patient_imp, donors, cords, doubles, counts, times)
 
-    def _check(self, criteria: Criteria) -> None:
+    def _check(self, criteria: Criteria, patient: Patient) -> None:
+        """Refuse criteria and patient details the search cannot honour, naming the value."""
+        for name, values, allowed in (
+                ("donor type", criteria.kinds, ix.KINDS),
+                ("status", criteria.statuses, ix.STATUSES),
+                ("patient CMV", (patient.cmv,), ix.CMV),
+                ("patient sex", (patient.sex,), ix.SEXES),
+                ("patient ABO", (patient.abo or "",), ix.ABO)):
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise GraftmatchError(f"{name} {bad[0]!r} is not one of "
+                                      f"{', '.join(a for a in allowed if a)}")
+        if patient.weight_kg is not None and not patient.weight_kg > 0:
+            raise GraftmatchError(f"patient weight {patient.weight_kg!r} kg must be above 0")
         unknown = [locus for locus in criteria.loci if locus not in self.loci]
         if unknown:
             raise GraftmatchError(f"cannot search on {', '.join(unknown)}: the registry index "
@@ -205,14 +228,13 @@ class Searcher:
         (the patient's states are rows 0 and 1)."""
         width = max(max(self.n_states, default=0), 1)
         table = np.zeros((len(self.loci), 2, width), dtype=np.uint8)
-        states = self.batch._states
         for li in range(len(self.loci)):
             if p_states[li, 0] < 0:
                 continue
             for r in range(2):
-                mine = states[li][p_states[li, r]]
+                mine = self.batch.slot(li, p_states[li, r])
                 for c in range(self.n_states[li]):
-                    table[li, r, c] = match_code(mine, states[li][c])
+                    table[li, r, c] = match_code(mine, self.batch.slot(li, c))
         return table
 
     # -- grading ------------------------------------------------------------------------
@@ -231,9 +253,10 @@ class Searcher:
                                  prepared=(table, patient.states, d_states))
         return {"loci": block.loci, "tce": block.tce}
 
-    def _complex_grades(self, typing: Any, rows: npt.NDArray[np.int64], criteria: Criteria
-                        ) -> dict[int, tuple[int, dict[str, dict[str, Any]]]]:
-        """Records whose typing lists alternative genotypes: graded by the pair grader."""
+    def _exact_grades(self, typing: Any, rows: npt.NDArray[np.int64], criteria: Criteria
+                      ) -> dict[int, tuple[int, dict[str, dict[str, Any]]]]:
+        """Pairs where either typing lists alternative genotypes: graded by the pair grader,
+        reported with the same fields as the compiled grading."""
         if not len(rows):
             return {}
         texts = self.registry.typings(int(self.index.typing_ids[self.index.typing[r]])
@@ -244,9 +267,11 @@ class Searcher:
             loci = criteria.loci if self.index.kind[row] == 0 else self.ranking.cord_loci
             result = self.matcher.match(typing, self.reader.parse(gl), loci)
             out[int(row)] = (result.total_mismatches, {
-                r.locus: {"mismatches": r.mismatches, "gvh": r.gvh_mismatches,
-                          "hvg": r.hvg_mismatches, "antigen": r.antigen_mismatches,
-                          "potential": r.potential_matches, "typed": r.typed}
+                r.locus: {"typed": False} if not r.typed else {
+                    **dict(zip(FIELDS, (v or 0 for v in (
+                        r.mismatches, r.gvh_mismatches, r.hvg_mismatches, r.antigen_mismatches,
+                        r.allele_mismatches, r.unknown_mismatches, r.potential_matches,
+                        int(r.confidence))), strict=True)), "typed": True}
                 for r in result.loci})
         return out
 
