@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from graftmatch.prediction.frequencies import read_frequency_set
 from graftmatch.prediction.haplotypes import HaplotypeTable
 from graftmatch.prediction.settings import default_settings
 from graftmatch.registry.index import build_index, open_index
-from graftmatch.registry.store import Registry, RegistryError
+from graftmatch.registry.store import Registry, RegistryError, sha256_of
 from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
 from graftmatch.search.ranking import default_ranking, load_ranking
 from graftmatch.typing.parser import TypingReader
@@ -29,22 +28,22 @@ registry_app = typer.Typer(help="Donor registries: import records, build the sea
 RegistryOption = Annotated[Path, typer.Option("--registry", help="Registry folder")]
 
 
-def _table(registry: Registry, reader: TypingReader) -> HaplotypeTable:
+def _table(registry: Registry, reader: TypingReader, population: str | None = None
+           ) -> tuple[HaplotypeTable, tuple[str, ...]]:
+    """The registry's frequency set compiled for ``population`` (default: the registry's
+    own), with the fallback steps taken to choose it."""
     meta = registry.meta()
     path = Path(meta["frequency_set"])
-    population, _ = read_frequency_set(path, reader).choose(meta["population"] or None)
-    return HaplotypeTable.compile(population, reader)
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    chosen, steps = read_frequency_set(path, reader).choose(
+        population or meta["population"] or None)
+    return HaplotypeTable.compile(chosen, reader), steps
 
 
 def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = False) -> str:
     """Rebuild the index when records, release or frequency set changed; say what was done."""
     meta = registry.meta()
     current = {"release": reader.index.release,
-               "frequency_set_sha256": _digest(Path(meta["frequency_set"]))}
+               "frequency_set_sha256": sha256_of(Path(meta["frequency_set"]))}
     changed = [k for k, v in current.items() if meta.get(k) != v]
     if not (force or registry.stale or changed):
         return "search index is up to date"
@@ -52,7 +51,7 @@ def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = Fal
         registry.set_meta(index_version="-1")
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("imputing and indexing typings", total=None)
-        info = build_index(registry, reader, _table(registry, reader), default_settings(),
+        info = build_index(registry, reader, _table(registry, reader)[0], default_settings(),
                            lambda done, total: bar.update(task, completed=done, total=total))
     registry.set_meta(**current)
     return (f"search index built: {info.records:,} records, {info.typings:,} distinct "
@@ -144,7 +143,9 @@ def registry_stats(
 def search(
     registry: RegistryOption,
     patient: Annotated[str, typer.Option(help="Patient typing (GL String)")],
-    population: Annotated[str | None, typer.Option(help="Patient's population")] = None,
+    population: Annotated[str | None, typer.Option(
+        help="Patient's population in the registry's frequency set (default: the registry's "
+             "population; missing ones fall back as reported)")] = None,
     weight: Annotated[float | None, typer.Option(help="Patient weight in kg (cord dose)")]
     = None,
     cmv: Annotated[str, typer.Option(help="Patient CMV: negative, positive, unknown")]
@@ -165,12 +166,14 @@ def search(
     try:
         reader = open_reader()
         reg = Registry(registry)
-        searcher = Searcher(reg, reader, _table(reg, reader),
-                            load_ranking(ranking) if ranking else default_ranking())
+        table, steps = _table(reg, reader, population)
+        searcher = Searcher(reg, reader, table,
+                            load_ranking(ranking) if ranking else default_ranking(),
+                            population_steps=steps)
         criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
                             max_mismatches=max_mismatches,
                             kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
-        request = Patient(patient, population, weight, cmv, abo, sex)
+        request = Patient(patient, weight, cmv, abo, sex)
         result = searcher.search(request, criteria)
         shown = result.donors[:limit] + result.cords[:limit]
         searcher.attach_records(shown)
@@ -296,7 +299,7 @@ def demo_search(reader: TypingReader, hf: Path, population: str | None,
             task = bar.add_task("loading the demo registry", total=donors + cords)
             reg.import_file(source, reader, lambda n: bar.advance(task, n))
     out.print(refresh_index(reg, reader))
-    searcher = Searcher(reg, reader, _table(reg, reader))
+    searcher = Searcher(reg, reader, _table(reg, reader)[0])
     criteria = Criteria()
     result = searcher.search(DEMO_C1Q_PATIENT, criteria)
     searcher.attach_records(result.donors[:10] + result.cords[:10])

@@ -148,7 +148,7 @@ class Registry:
                     progress: Callable[[int], None] | None = None) -> ImportReport:
         """Load a CSV/JSON file of records in one transaction; bad records are reported (and
         written to an error report in the registry folder) while good ones load."""
-        digest = _sha256(source)
+        digest = sha256_of(source)
         report = ImportReport(str(source))
         with self.engine.connect() as conn:
             done = conn.execute(select(imports_table.c.data_version)
@@ -314,7 +314,8 @@ def _delete(conn: Any, keys: list[tuple[str, str, str]]) -> int:
     return int(count)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """A file's SHA-256, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
