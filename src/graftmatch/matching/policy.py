@@ -6,12 +6,11 @@ reads it (or a site's own copy) and refuses values it does not understand.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from graftmatch.config import packaged, parse_toml, read_rules, require
 from graftmatch.errors import GraftmatchError
 
 LEVELS = ("P", "G")
@@ -35,12 +34,7 @@ class MatchPolicy:
 
 
 def _get(doc: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in doc:
-        raise PolicyError(f"{where}: '{key}' is missing")
-    value = doc[key]
-    if not isinstance(value, kind):
-        raise PolicyError(f"{where}: '{key}' = {value!r} should be a {kind.__name__}")
-    return value
+    return require(doc, key, kind, where, PolicyError)
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
@@ -56,10 +50,7 @@ def _loci(value: list[Any], key: str, where: str) -> tuple[str, ...]:
 
 
 def parse_policy(text: str, source: str) -> MatchPolicy:
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
+    doc = parse_toml(text, source, PolicyError)
     tce = _get(doc, "dpb1_tce", dict, source)
     where_tce = f"{source} [dpb1_tce]"
     return MatchPolicy(
@@ -78,13 +69,9 @@ def parse_policy(text: str, source: str) -> MatchPolicy:
 
 
 def default_policy() -> MatchPolicy:
-    text = resources.files("graftmatch.matching").joinpath("policy.toml").read_text("utf-8")
-    return parse_policy(text, "graftmatch default policy")
+    return parse_policy(packaged("graftmatch.matching", "policy.toml"),
+                        "graftmatch default policy")
 
 
 def load_policy(path: Path) -> MatchPolicy:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise PolicyError(f"cannot read matching policy {path}: {exc}") from exc
-    return parse_policy(text, str(path))
+    return parse_policy(read_rules(path, "matching policy", PolicyError), str(path))

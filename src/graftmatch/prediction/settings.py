@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from graftmatch.config import packaged, parse_toml, read_rules
 from graftmatch.errors import GraftmatchError
 
 
@@ -38,10 +37,7 @@ def _number(doc: dict[str, Any], key: str, source: str, *, integer: bool = False
 
 
 def parse_settings(text: str, source: str) -> ImputationSettings:
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{source}: not valid TOML: {exc}") from exc
+    doc = parse_toml(text, source, SettingsError)
     blocks = doc.get("fallback_blocks")
     if not isinstance(blocks, list) or not all(
             isinstance(b, list) and b and all(isinstance(x, str) for x in b) for b in blocks):
@@ -59,13 +55,9 @@ def parse_settings(text: str, source: str) -> ImputationSettings:
 
 
 def default_settings() -> ImputationSettings:
-    text = resources.files("graftmatch.prediction").joinpath("imputation.toml").read_text()
-    return parse_settings(text, "imputation.toml (built in)")
+    return parse_settings(packaged("graftmatch.prediction", "imputation.toml"),
+                          "imputation.toml (built in)")
 
 
 def load_settings(path: Path) -> ImputationSettings:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot read imputation settings {path}: {exc}") from exc
-    return parse_settings(text, str(path))
+    return parse_settings(read_rules(path, "imputation settings", SettingsError), str(path))

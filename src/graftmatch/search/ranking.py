@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from graftmatch.config import packaged, parse_toml, read_rules, require
 from graftmatch.errors import GraftmatchError
 
 DONOR_CRITERIA = ("mismatches", "probability", "age", "dpb1", "cmv", "sex", "abo")
@@ -34,10 +33,7 @@ class Ranking:
 
 
 def _get(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = doc.get(key)
-    if value is None or isinstance(value, bool) or not isinstance(value, kind):
-        raise RankingError(f"{where}: '{key}' = {value!r} is missing or of the wrong type")
-    return value
+    return require(doc, key, kind, where, RankingError)
 
 
 def _order(value: list[Any], allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
@@ -49,10 +45,7 @@ def _order(value: list[Any], allowed: tuple[str, ...], where: str) -> tuple[str,
 
 
 def parse_ranking(text: str, source: str) -> Ranking:
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RankingError(f"{source}: not valid TOML: {exc}") from exc
+    doc = parse_toml(text, source, RankingError)
     donor = _get(doc, "donor", dict, source)
     cord = _get(doc, "cord", dict, source)
     wd, wc = f"{source} [donor]", f"{source} [cord]"
@@ -73,12 +66,9 @@ def parse_ranking(text: str, source: str) -> Ranking:
 
 
 def default_ranking() -> Ranking:
-    text = resources.files("graftmatch.search").joinpath("ranking.toml").read_text()
-    return parse_ranking(text, "ranking.toml (built in)")
+    return parse_ranking(packaged("graftmatch.search", "ranking.toml"),
+                         "ranking.toml (built in)")
 
 
 def load_ranking(path: Path) -> Ranking:
-    try:
-        return parse_ranking(path.read_text(encoding="utf-8"), str(path))
-    except OSError as exc:
-        raise RankingError(f"cannot read ranking file {path}: {exc}") from exc
+    return parse_ranking(read_rules(path, "ranking file", RankingError), str(path))
