@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -188,8 +187,12 @@ from graftmatch.nomenclature.release import load_index
 from graftmatch.registry.store import Registry
 from graftmatch.typing.parser import TypingReader
 reg = Registry(Path(sys.argv[1]))
-print("started", flush=True)
-reg.import_file(Path(sys.argv[2]), TypingReader(load_index()))
+said = []
+def progress(n):
+    if not said:  # the first 1,000 records are in the open transaction
+        said.append(n)
+        print("importing", flush=True)
+reg.import_file(Path(sys.argv[2]), TypingReader(load_index()), progress)
 print("finished", flush=True)
 """
 
@@ -204,9 +207,8 @@ def test_a_killed_import_leaves_the_registry_as_it_was(tmp_path, index, reader):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-c", IMPORT_SCRIPT, str(reg.path), str(big)],
                             stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-    time.sleep(1.5)  # well into the 40,000-record transaction
-    proc.send_signal(signal.SIGKILL)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "importing"
+    proc.send_signal(signal.SIGKILL)  # 1,000 of 40,000 records into the transaction
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert (reg.count(), reg.meta()["data_version"]) == before
