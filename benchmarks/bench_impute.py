@@ -388,7 +388,8 @@ class Run:
     synthetic_grim: str  # what became of GRIM on the synthetic set
 
 
-def measure(sizes: Sizes, use_grim: bool) -> Run:
+def measure(sizes: Sizes, use_grim: bool, grim_build_limit: float = GRIM_BUILD_LIMIT_S,
+            grim_synthetic_subjects: int | None = None) -> Run:
     t0 = time.perf_counter()
     index = load_index()
     reader = TypingReader(index)
@@ -436,10 +437,11 @@ def measure(sizes: Sizes, use_grim: bool) -> Run:
         if use_grim:
             try:  # a build-only run first, so that a slow build is stopped at its limit
                 _, summary = run_grim(syn_path, "SYN", syn_file, tmp, "synthetic-build", 0, [],
-                                      timeout=GRIM_BUILD_LIMIT_S)
+                                      timeout=grim_build_limit)
                 run.setup[syn]["GRIM"] = grim_setup(summary)
-                recs, _ = run_grim(syn_path, "SYN", syn_file, tmp, "synthetic", None,
-                                   ["--reuse-graph"], timeout=GRIM_IMPUTE_LIMIT_S)
+                recs, _ = run_grim(syn_path, "SYN", syn_file, tmp, "synthetic",
+                                   grim_synthetic_subjects, ["--reuse-graph"],
+                                   timeout=GRIM_IMPUTE_LIMIT_S)
                 run.grim["synthetic"] = [grim_result(r) for r in recs]
                 run.synthetic_grim = "run (graph built by a first run, loaded by the next)"
             except subprocess.TimeoutExpired as exc:
@@ -661,6 +663,11 @@ def main() -> None:
                    help="100 patients, 1,000 donors, 20,000 synthetic haplotypes")
     p.add_argument("--no-grim", action="store_true", help="graftmatch alone")
     p.add_argument("--out", type=Path, help="write every figure to this JSON file")
+    p.add_argument("--grim-build-limit", type=float, default=GRIM_BUILD_LIMIT_S,
+                   help="seconds GRIM may take to build its graph for the synthetic set "
+                        "(its 200,000-haplotype build takes about 400 s and 20 GB)")
+    p.add_argument("--grim-synthetic-subjects", type=int,
+                   help="impute only the first N synthetic subjects with GRIM")
     args = p.parse_args()
     if not args.no_grim and not GRIM_PYTHON.exists():
         sys.exit(f"{GRIM_PYTHON} is missing: run `make grim-env`, or pass --no-grim")
@@ -670,7 +677,8 @@ def main() -> None:
     console.print(f"python {platform.python_version()}, {os.cpu_count()} cores, "
                   f"{platform.machine()}; IPD-IMGT/HLA from {IMGT}"
                   + ("; --quick" if args.quick else "") + ("; --no-grim" if args.no_grim else ""))
-    run = measure(sizes, not args.no_grim)
+    run = measure(sizes, not args.no_grim, args.grim_build_limit,
+                  args.grim_synthetic_subjects)
     report_setup(console, run)
     figures = {"quick": args.quick, "sizes": asdict(sizes), "grim_settings": run.grim_settings,
                "setup": run.setup, "synthetic_grim": run.synthetic_grim,
