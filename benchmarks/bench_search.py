@@ -26,8 +26,8 @@ CAU = (REPO.parent / "shared" / "data" / "haplotype-frequencies"
        / "nmdp-py-graph-imputation-example" / "CAU.freqs.gz")
 
 
-def _peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+def _peak_gib(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 2**20
 
 
 def main() -> None:
@@ -83,6 +83,9 @@ def main() -> None:
             rate = (size + cords) / (imported + built) * 600 / 1e6
             print(f"index: {info.typings:,} distinct typings, {info.genotypes:,} genotypes in "
                   f"{built:.1f} s; import + index {rate:.2f} M records per 10 min", flush=True)
+            print(f"build peak RSS {_peak_gib():.2f} GiB (this process), "
+                  f"{_peak_gib(resource.RUSAGE_CHILDREN):.2f} GiB (largest index worker)",
+                  flush=True)
         reg = Registry(folder)
         t = time.perf_counter()
         searcher = Searcher(reg, reader, table)
@@ -101,7 +104,8 @@ def main() -> None:
             print(f"  {max_mm} MM: p50 {statistics.median(times):.3f} s, p95 "
                   f"{times[int(0.95 * (len(times) - 1))]:.3f} s, max {times[-1]:.3f} s; donors "
                   f"found median {int(statistics.median(found)):,}", flush=True)
-        print(f"peak RSS {_peak_gib():.2f} GiB", flush=True)
+        print(f"peak RSS {_peak_gib():.2f} GiB (includes the build when it ran in this process; "
+              "run again to measure searching alone)", flush=True)
 
 
 if __name__ == "__main__":

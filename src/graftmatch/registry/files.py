@@ -42,7 +42,6 @@ from graftmatch.registry.records import (
     Kind,
     RecordError,
 )
-from graftmatch.typing.model import Typing
 from graftmatch.typing.parser import TypingReader
 
 #: Every column a registry file may have.
@@ -54,14 +53,12 @@ Row = dict[str, object] | RecordError
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A good record; ``typing`` is its parsed HLA when a reader was given (never for a
-    deletion)."""
+    """A good record (its typing read by the release, when a reader was given)."""
 
     line: int
     kind: Kind
     action: Action
     record: DonorRecord | CordRecord | Deletion
-    typing: Typing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +237,13 @@ def _check(path: Path, line: int, row: Row, reader: TypingReader | None,
     if reader is None or isinstance(record, Deletion):
         return Accepted(line, kind, action, record)
     try:
-        typing = reader.parse(record.hla)
+        reader.parse(record.hla)
     except TypingError as exc:
         return Rejected(line, RecordError(
             path, line, "hla", record.hla,
             f"cannot be read: {exc.reason}: {exc.token!r} at position {exc.position}",
             unit=unit))
-    return Accepted(line, kind, action, record, typing)
+    return Accepted(line, kind, action, record)
 
 
 def _choice(path: Path, line: int, row: dict[str, object], field: str, enum: type[_E],

@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,9 +31,11 @@ import numpy.typing as npt
 from graftmatch.errors import TypingError
 from graftmatch.matching.batch import BatchMatcher
 from graftmatch.matching.grader import Matcher
+from graftmatch.parallel import default_workers, ordered_map
 from graftmatch.prediction.haplotypes import HaplotypeTable
 from graftmatch.prediction.imputation import Imputer
 from graftmatch.prediction.settings import ImputationSettings
+from graftmatch.registry.genotypes import GenotypeDictionary
 from graftmatch.registry.store import Registry, RegistryError
 from graftmatch.typing.parser import TypingReader
 
@@ -59,53 +61,60 @@ class IndexInfo:
     seconds: float
 
 
+#: Distinct typings handed to a worker at a time.
+CHUNK = 5_000
+
+
 def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
-                settings: ImputationSettings, progress: Callable[[int, int], None] | None = None
-                ) -> IndexInfo:
-    """Build the index for the registry's current records and switch to it."""
+                settings: ImputationSettings, progress: Callable[[int, int], None] | None = None,
+                workers: int | None = None) -> IndexInfo:
+    """Build the index for the registry's current records and switch to it.
+
+    Distinct typings are parsed, encoded and imputed by ``workers`` processes (default: one
+    per core), in chunks, while this process gathers their genotypes into the dictionary.
+    """
     started = dt.datetime.now(dt.UTC)
     meta = registry.meta()
     version = meta["data_version"]
     columns = _record_columns(registry, started.date())
     typing_ids, record_typing = np.unique(columns.pop("typing_id"), return_inverse=True)
     columns["typing"] = record_typing.astype(np.int32)
-    matcher = Matcher(reader.index)
-    batch = BatchMatcher(matcher, SEARCH_LOCI)
-    imputer = Imputer(table, settings)
     n = len(typing_ids)
     states = np.full((n, len(SEARCH_LOCI), 2), -1, dtype=np.int32)
     tce = np.zeros(n, dtype=np.int8)
     complex_ = np.zeros(n, dtype=np.bool_)
     status = np.zeros(n, dtype=np.int8)
     truncated = np.zeros(n, dtype=np.float32)
-    offsets = np.zeros(n + 1, dtype=np.int64)
+    counts = np.zeros(n, dtype=np.int64)
     geno_ids: list[npt.NDArray[np.int32]] = []
     geno_probs: list[npt.NDArray[np.float32]] = []
-    dictionary = _GenotypeDictionary(table.loci)
+    dictionary = GenotypeDictionary(table.loci, [v.names for v in table.vocab])
+    # Workers number match states in their own order; they are renumbered here by their key.
+    state_ids: list[dict[tuple[str, str], int]] = [{} for _ in SEARCH_LOCI]
+    _Worker.setup(reader, table, settings)
+
+    def texts() -> Iterator[list[str]]:
+        for start in range(0, n, CHUNK):
+            chunk = [int(t) for t in typing_ids[start:start + CHUNK]]
+            found = registry.typings(chunk)
+            yield [found[t] for t in chunk]
+
     done = 0
-    for start in range(0, n, 20_000):
-        chunk = [int(t) for t in typing_ids[start:start + 20_000]]
-        texts = registry.typings(chunk)
-        for k, tid in enumerate(chunk):
-            i = start + k
-            try:
-                typing = reader.parse(texts[tid])
-            except TypingError:  # refused at import; only a release change can cause this
-                status[i] = IMPUTATION_STATUS.index("error")
-                offsets[i + 1] = offsets[i]
-                continue
-            tce[i], complex_[i] = batch.encode_into(typing, states[i])
-            result = imputer.impute(typing)
-            status[i] = IMPUTATION_STATUS.index(result.status)
-            g = result.genotypes
-            keep = min(len(g), MAX_GENOTYPES_PER_TYPING)
-            truncated[i] = result.truncated_mass + float(g.probabilities[keep:].sum())
-            geno_ids.append(dictionary.ids(g, keep))
-            geno_probs.append(g.probabilities[:keep].astype(np.float32))
-            offsets[i + 1] = offsets[i] + keep
-        done += len(chunk)
+    for part in ordered_map(_Worker.run, texts(), workers or default_workers()):
+        k = slice(done, done + len(part.tce))
+        for li, keys in enumerate(part.state_keys):
+            ids = state_ids[li]
+            remap = np.array([ids.setdefault(key, len(ids)) for key in keys] + [-1], np.int32)
+            states[k, li] = remap[part.states[:, li]]  # -1 (untyped) takes the last entry
+        tce[k], complex_[k] = part.tce, part.complex
+        status[k], truncated[k], counts[k] = part.status, part.truncated, part.counts
+        geno_ids.append(dictionary.add(part.codes, part.extra))
+        geno_probs.append(part.probs)
+        done += len(part.tce)
         if progress is not None:
             progress(done, n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
     arrays: dict[str, npt.NDArray[Any]] = {
         **columns, "states": states, "tce": tce, "complex": complex_, "imputation": status,
         "truncated": truncated, "geno_offsets": offsets,
@@ -113,11 +122,13 @@ def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
         "geno_probs": np.concatenate(geno_probs) if geno_probs else np.empty(0, np.float32),
         "genotypes": dictionary.rows(), "typing_ids": typing_ids.astype(np.int64),
     }
+    del geno_ids, geno_probs
     info = {
         "data_version": version, "built": started.isoformat(), "release": reader.index.release,
         "frequency_set": meta["frequency_set"], "population": table.name,
         "search_loci": list(SEARCH_LOCI), "imputation_loci": list(table.loci),
-        "state_keys": batch.state_keys(), "locus_genotypes": dictionary.texts,
+        "state_keys": [[list(key) for key in ids] for ids in state_ids],
+        "locus_genotypes": dictionary.texts,
         "sources": registry.sources(), "max_genotypes_per_typing":
             MAX_GENOTYPES_PER_TYPING,
     }
@@ -130,87 +141,119 @@ def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
     return IndexInfo(folder.name, len(record_typing), n, len(dictionary), seconds)
 
 
+@dataclass
+class _Part:
+    """What a worker computed for one chunk of distinct typings."""
+
+    states: npt.NDArray[np.int32]
+    tce: npt.NDArray[np.int8]
+    complex: npt.NDArray[np.bool_]
+    status: npt.NDArray[np.int8]
+    truncated: npt.NDArray[np.float32]
+    counts: npt.NDArray[np.int64]
+    #: Kept genotypes of the chunk, typing after typing: codes[g, locus, copy] into the set's
+    #: vocabulary, or past it into ``extra`` (typed alleles a fallback added).
+    codes: npt.NDArray[np.int32]
+    probs: npt.NDArray[np.float32]
+    extra: list[list[str]]
+    #: Per search locus, the (typed, acting) allele lists of the chunk's states; ``states``
+    #: numbers them in this order.
+    state_keys: list[list[tuple[str, str]]]
+
+
+class _Worker:
+    """Per-process state for indexing: set up in the parent before the pool forks, so workers
+    inherit the release, table and compiled kernels instead of loading their own."""
+
+    batch: BatchMatcher
+    imputer: Imputer
+    reader: TypingReader
+
+    @classmethod
+    def setup(cls, reader: TypingReader, table: HaplotypeTable,
+              settings: ImputationSettings) -> None:
+        cls.reader = reader
+        cls.batch = BatchMatcher(Matcher(reader.index), SEARCH_LOCI)
+        cls.imputer = Imputer(table, settings)
+
+    @classmethod
+    def run(cls, texts: list[str]) -> _Part:
+        k = len(texts)
+        table = cls.imputer.table
+        part = _Part(np.full((k, len(SEARCH_LOCI), 2), -1, dtype=np.int32),
+                     np.zeros(k, np.int8), np.zeros(k, np.bool_), np.zeros(k, np.int8),
+                     np.zeros(k, np.float32), np.zeros(k, np.int64),
+                     np.empty((0, len(table.loci), 2), np.int32), np.empty(0, np.float32),
+                     [[] for _ in table.loci], [])
+        extra_ids: list[dict[str, int]] = [{} for _ in table.loci]
+        codes, probs = [], []
+        for i, text in enumerate(texts):
+            try:
+                typing = cls.reader.parse(text)
+            except TypingError:  # refused at import; only a release change can cause this
+                part.status[i] = IMPUTATION_STATUS.index("error")
+                continue
+            part.tce[i], part.complex[i] = cls.batch.encode_into(typing, part.states[i])
+            result = cls.imputer.impute(typing)
+            part.status[i] = IMPUTATION_STATUS.index(result.status)
+            g = result.genotypes
+            keep = min(len(g), MAX_GENOTYPES_PER_TYPING)
+            part.truncated[i] = result.truncated_mass + float(g.probabilities[keep:].sum())
+            part.counts[i] = keep
+            c = g.codes[:keep].astype(np.int32)
+            for col, vocab in enumerate(g.vocab):
+                if vocab is not table.vocab[col]:  # a fallback's own vocabulary: by name
+                    c[:, col, :] = cls._recode(vocab.names, table.vocab[col].names,
+                                               c[:, col, :], part.extra[col], extra_ids[col])
+            codes.append(c)
+            probs.append(g.probabilities[:keep].astype(np.float32))
+        if codes:
+            part.codes, part.probs = np.concatenate(codes), np.concatenate(probs)
+        for li in range(len(SEARCH_LOCI)):
+            column = part.states[:, li]
+            typed = column >= 0
+            used, local = np.unique(column[typed], return_inverse=True)
+            column[typed] = local
+            slots = (cls.batch.slot(li, int(u)) for u in used)
+            part.state_keys.append([(s.typed.text, s.acting.text) for s in slots])
+        return part
+
+    @staticmethod
+    def _recode(names: list[str], vocab: list[str], codes: npt.NDArray[np.int32],
+                extra: list[str], extra_ids: dict[str, int]) -> npt.NDArray[np.int32]:
+        position = {name: i for i, name in enumerate(vocab)}
+        mapping = np.empty(len(names), dtype=np.int32)
+        for code, name in enumerate(names):
+            if name in position:
+                mapping[code] = position[name]
+            else:
+                if name not in extra_ids:
+                    extra_ids[name] = len(extra)
+                    extra.append(name)
+                mapping[code] = len(vocab) + extra_ids[name]
+        return mapping[codes]
+
+
 def _record_columns(registry: Registry, today: dt.date) -> dict[str, npt.NDArray[Any]]:
-    rows: dict[str, list[Any]] = {k: [] for k in (
-        "row", "kind", "source", "typing_id", "age", "sex", "abo", "rh", "cmv", "status",
-        "tnc_1e7", "cd34_1e5")}
-    sources = {s: i for i, s in enumerate(registry.sources())}
-    for rec in registry.iter_records():
-        rows["row"].append(rec["row"])
-        rows["kind"].append(KINDS.index(rec["kind"]))
-        rows["source"].append(sources[rec["source"]])
-        rows["typing_id"].append(rec["typing_id"])
-        rows["age"].append(_age(rec, today))
-        rows["sex"].append(SEXES.index(rec["sex"] or "U"))
-        rows["abo"].append(ABO.index(rec["abo"] or ""))
-        rows["rh"].append(RH.index(rec["rh"] or ""))
-        rows["cmv"].append(CMV.index(rec["cmv"] or "unknown"))
-        rows["status"].append(STATUSES.index(rec["status"] or "available"))
-        rows["tnc_1e7"].append(rec["tnc_1e7"] if rec["tnc_1e7"] is not None else np.nan)
-        rows["cd34_1e5"].append(rec["cd34_1e5"] if rec["cd34_1e5"] is not None else np.nan)
-    if not rows["row"]:
-        raise RegistryError(f"{registry.path} has no records to index")
+    """The records as columns, streamed from the store into arrays chunk by chunk."""
+    names = ("row", "kind", "source", "typing_id", "age", "sex", "abo", "rh", "cmv", "status",
+             "tnc_1e7", "cd34_1e5")
     types = {"row": np.int64, "kind": np.int8, "source": np.int16, "typing_id": np.int64,
              "age": np.float32, "sex": np.int8, "abo": np.int8, "rh": np.int8, "cmv": np.int8,
              "status": np.int8, "tnc_1e7": np.float32, "cd34_1e5": np.float32}
-    return {k: np.asarray(v, dtype=types[k]) for k, v in rows.items()}
-
-
-def _age(rec: dict[str, Any], today: dt.date) -> float:
-    if rec["birth_date"]:
-        born = dt.date.fromisoformat(rec["birth_date"])
-        return float(today.year - born.year - ((today.month, today.day) < (born.month,
-                                                                               born.day)))
-    return float(rec["age"]) if rec["age"] is not None else np.nan
-
-
-class _GenotypeDictionary:
-    """Distinct imputed genotypes, each a row of per-locus genotype ids (``A*01:01+A*02:01``
-    at locus A -> one id), so a registry stores each genotype once."""
-
-    def __init__(self, loci: tuple[str, ...]) -> None:
-        self.loci = loci
-        self.texts: list[list[str]] = [[] for _ in loci]
-        self._locus_ids: list[dict[str, int]] = [{} for _ in loci]
-        self._ids: dict[bytes, int] = {}
-        self._rows: list[npt.NDArray[np.int32]] = []
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def ids(self, genotypes: Any, keep: int) -> npt.NDArray[np.int32]:
-        out = np.empty(keep, dtype=np.int32)
-        per_locus = []
-        for col in range(len(self.loci)):
-            # Distinct locus genotypes of this subject first (few), then one id per genotype.
-            codes = genotypes.codes[:keep, col, :]
-            distinct, inverse = np.unique(codes, axis=0, return_inverse=True)
-            local = np.array([self._locus_id(col, genotypes.vocab[col].names, pair)
-                              for pair in distinct], dtype=np.int32)
-            per_locus.append(local[inverse.ravel()])
-        rows = np.stack(per_locus, axis=1) if per_locus else np.empty((keep, 0), np.int32)
-        for g in range(keep):
-            key = rows[g].tobytes()
-            gid = self._ids.get(key)
-            if gid is None:
-                gid = self._ids[key] = len(self._rows)
-                self._rows.append(rows[g].copy())
-            out[g] = gid
-        return out
-
-    def _locus_id(self, col: int, names: list[str], pair: npt.NDArray[np.int32]) -> int:
-        text = "+".join(sorted((names[pair[0]], names[pair[1]])))
-        ids = self._locus_ids[col]
-        lid = ids.get(text)
-        if lid is None:
-            lid = ids[text] = len(self.texts[col])
-            self.texts[col].append(text)
-        return lid
-
-    def rows(self) -> npt.NDArray[np.int32]:
-        if not self._rows:
-            return np.empty((0, len(self.loci)), dtype=np.int32)
-        return np.stack(self._rows).astype(np.int32)
+    total = sum(registry.count().values())
+    if not total:
+        raise RegistryError(f"{registry.path} has no records to index")
+    out = {name: np.empty(total, dtype=types[name]) for name in names}
+    codes = {"kind": KINDS, "sex": SEXES, "abo": ABO, "rh": RH, "cmv": CMV,
+             "status": STATUSES}
+    done = 0
+    for rows in registry.coded_records(codes, today):
+        block = np.array(rows, dtype=np.float64)
+        for j, name in enumerate(names):
+            out[name][done:done + len(rows)] = block[:, j]
+        done += len(rows)
+    return out
 
 
 def _write(root: Path, version: str, arrays: dict[str, npt.NDArray[Any]],
