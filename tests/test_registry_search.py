@@ -83,7 +83,7 @@ def test_search_finds_exactly_the_donors_brute_force_grading_finds(registry, rea
     cords = [(f"C-{ident}", gl) for i, (ident, gl) in enumerate(records) if i % 7 == 0]
     for patient_id, patient in read_wmda("pat.gl.txt.gz")[:6]:
         result = searcher.search(Patient(patient), Criteria(max_mismatches=max_mm))
-        searcher.attach_records(result.donors + result.cords)
+        searcher.attach_records([*result.donors, *result.cords])
         found = {c.record["ext_id"] for c in result.donors}
         assert found == _brute_force(reader, patient, donors, Criteria.loci, max_mm), patient_id
         expected_cords = _brute_force(reader, patient, cords, ("A", "B", "C", "DRB1"), 2)
@@ -215,3 +215,53 @@ def test_a_killed_import_leaves_the_registry_as_it_was(tmp_path, index, reader):
     report = reg.import_file(big, reader)  # running it again finishes the job
     assert report.accepted == 40_000 and not report.already_imported
     assert reg.count()["donor"] + reg.count()["cord"] == 10 + 40_000
+
+
+def test_ranking_follows_the_guideline_order_for_donors_and_cord_dose(tmp_path, index, reader,
+                                                                      table):
+    """Same HLA, different donors: age, then CMV, sex and ABO decide (ranking.toml); cords go
+    by mismatches, then target dose, then TNC/kg, and double units come when no single unit
+    reaches the target."""
+    same = ("A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
+            "^DQB1*02:01+DQB1*03:01")
+    one_mm = same.replace("A*02:01", "A*03:01")
+    rows = [  # id, hla, age, sex, abo+rh, cmv / cords: id, hla, tnc_1e7
+        ("donor", "OLD", same, 50, "M", "O+", "neg", ""),
+        ("donor", "CMVPOS", same, 25, "M", "O+", "pos", ""),
+        ("donor", "FEMALE", same, 25, "F", "O+", "neg", ""),
+        ("donor", "ABO-B", same, 25, "M", "B+", "neg", ""),
+        ("donor", "BEST", same, 25, "M", "O+", "neg", ""),
+        ("donor", "ONE-MM", one_mm, 20, "M", "O+", "neg", ""),
+        ("cord", "C60", same, "", "", "", "", 60),
+        ("cord", "C120", same, "", "", "", "", 120),
+        ("cord", "C20", same, "", "", "", "", 20),
+        ("cord", "C40", same, "", "", "", "", 40),
+        ("cord", "C200-1MM", one_mm, "", "", "", "", 200),
+    ]
+    lines = [HEADER] + [
+        f'{kind},{ident},{"REG1" if kind == "donor" else ""},{"BANK1" if kind == "cord" else ""}'
+        f',"{gl}",{age},{sex},{abo},{cmv},available,{tnc},\n'
+        for kind, ident, gl, age, sex, abo, cmv, tnc in rows]
+    (tmp_path / "r.csv").write_text("".join(lines))
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(tmp_path / "r.csv", reader)
+    build_index(reg, reader, table, default_settings())
+    searcher = Searcher(reg, reader, table)
+
+    def ids(candidates):
+        searcher.attach_records(candidates)
+        return [c.record["ext_id"] for c in candidates]
+
+    result = searcher.search(Patient(same, weight_kg=20, cmv="negative", abo="A", sex="M"),
+                             Criteria(max_mismatches=1))
+    assert ids(result.donors) == ["BEST", "ABO-B", "FEMALE", "CMVPOS", "OLD", "ONE-MM"]
+    assert [c.rank for c in result.donors] == [1, 2, 3, 4, 5, 6]
+    # 20 kg: TNC/kg 3.0, 6.0, 1.0 (below 1.5: dropped), 2.0, and 10.0 with a mismatch.
+    assert ids(result.cords) == ["C120", "C60", "C40", "C200-1MM"]
+    assert [c.tnc_per_kg for c in result.cords] == [6.0, 3.0, 2.0, 10.0]
+    assert result.double_cords == []
+    # 50 kg: 1.2 and 0.8 are dropped; no single unit reaches 5.0, so the pair is offered.
+    result = searcher.search(Patient(same, weight_kg=50), Criteria(max_mismatches=1))
+    assert ids(result.cords) == ["C120", "C200-1MM"]
+    assert [(a.rank, b.rank) for a, b in result.double_cords] == [(1, 2)]

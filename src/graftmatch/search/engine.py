@@ -17,9 +17,9 @@ probabilities, ranked by the published rules.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numba
 import numpy as np
@@ -90,11 +90,39 @@ class Candidate:
     detail: tuple[Any, ...] = ()
 
 
+class Ranked(Sequence[Candidate]):
+    """Candidates in rank order, built when read: a search at registry scale may find
+    hundreds of thousands, of which a coordinator reads the first few."""
+
+    def __init__(self, size: int, make: Callable[[int], Candidate]) -> None:
+        self._size, self._make = size, make
+        self._built: dict[int, Candidate] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, i: int) -> Candidate: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Candidate]: ...
+
+    def __getitem__(self, i: int | slice) -> Candidate | list[Candidate]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._size))]
+        if not -self._size <= i < self._size:
+            raise IndexError(i)
+        i %= self._size
+        hit = self._built.get(i)
+        if hit is None:
+            hit = self._built[i] = self._make(i)
+        return hit
+
+
 @dataclass
 class SearchResult:
     patient: Imputation
-    donors: list[Candidate]
-    cords: list[Candidate]
+    donors: Ranked
+    cords: Ranked
     double_cords: list[tuple[Candidate, Candidate]]
     counts: dict[str, int]
     seconds: dict[str, float]
@@ -121,6 +149,8 @@ class Searcher:
         self.ranking = ranking or default_ranking()
         self.imputation_loci = tuple(self.index.info["imputation_loci"])
         self._graded: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self._parsed: dict[str, tuple[AlleleList, AlleleList]] = {}
+        self._eligible_cache: dict[tuple[Any, ...], npt.NDArray[np.bool_]] = {}
 
     # -- the search ----------------------------------------------------------------------
     def search(self, patient: Patient, criteria: Criteria) -> SearchResult:
@@ -143,8 +173,7 @@ class Searcher:
         donor_mm = cord_mm = None
         for states, _, table in readings:  # the best reading counts, as in the pair grader
             has = (states[:, 0] >= 0).astype(np.bool_)
-            d = _screen(idx.states, table, has, counted, limits)
-            c = _screen(idx.states, table, has, cord_counted, limits)
+            d, c = _screen(idx.states, table, has, counted, cord_counted, limits)
             donor_mm = d if donor_mm is None else np.minimum(donor_mm, d)
             cord_mm = c if cord_mm is None else np.minimum(cord_mm, c)
         assert donor_mm is not None and cord_mm is not None
@@ -172,20 +201,10 @@ class Searcher:
         times["grade_and_predict"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        donors: list[Candidate] = []
-        cords: list[Candidate] = []
-        ks = np.searchsorted(cand_typings, typing_of[rows])
-        for candidate in self._candidates(rows, ks, grades, probs, criteria, patient):
-            fixed = exact.get(candidate.row)
-            if fixed is not None:
-                candidate.mismatches, candidate.loci = fixed
-                limit = criteria.max_mismatches if candidate.kind == "donor" else \
-                    self.ranking.cord_max_mismatches
-                if candidate.mismatches > limit:
-                    continue
-            (donors if candidate.kind == "donor" else cords).append(candidate)
-        donors = self._rank_donors(donors, patient)
-        cords, doubles = self._rank_cords(cords, patient)
+        found = _Found(self, rows, np.searchsorted(cand_typings, typing_of[rows]), grades,
+                       probs, exact, criteria, patient)
+        donors = self._rank_donors(found, patient)
+        cords, doubles = self._rank_cords(found, patient)
         times["rank"] = time.perf_counter() - t
         times["total"] = time.perf_counter() - t0
         counts = {"records": len(kind), "typings": len(idx.tce),
@@ -215,6 +234,14 @@ class Searcher:
                                   f"{criteria.max_mismatches}")
 
     def _eligible(self, criteria: Criteria) -> npt.NDArray[np.bool_]:
+        """Records of the kinds, statuses and registries asked for (kept for the next search
+        with the same ones)."""
+        key = (criteria.kinds, criteria.statuses, criteria.sources)
+        if key not in self._eligible_cache:
+            self._eligible_cache = {key: self._select(criteria)}
+        return self._eligible_cache[key]
+
+    def _select(self, criteria: Criteria) -> npt.NDArray[np.bool_]:
         idx = self.index
         ok = np.isin(idx.kind, [ix.KINDS.index(k) for k in criteria.kinds])
         ok &= np.isin(idx.status, [ix.STATUSES.index(s) for s in criteria.statuses])
@@ -282,8 +309,10 @@ class Searcher:
         cols = [c for c, locus in enumerate(self.imputation_loci) if locus in loci]
         offsets = idx.geno_offsets
         starts, ends = offsets[typings], offsets[typings + 1]
-        flat = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)]) \
-            if len(typings) else np.empty(0, dtype=np.int64)
+        lengths = ends - starts
+        # Every genotype entry of the candidate typings: starts[i] .. ends[i] - 1, in order.
+        flat = np.arange(lengths.sum()) + np.repeat(starts - np.cumsum(lengths) + lengths,
+                                                    lengths)
         geno = idx.geno_ids[flat]
         used, local = np.unique(geno, return_inverse=True)
         rows = idx.genotypes[used][:, cols] if len(used) else np.empty((0, len(cols)), np.int32)
@@ -295,9 +324,12 @@ class Searcher:
             d_ids, d_local = np.unique(rows[:, j], return_inverse=True) if len(rows) else (
                 np.empty(0, np.int32), np.empty(0, np.int64))
             remapped[:, j] = d_local.ravel()
-            p_texts = [pg.locus_text(g, pg.loci.index(locus)) for g in range(len(pg))]
-            p_distinct = list(dict.fromkeys(p_texts))
-            p_index[:, j] = [p_distinct.index(t) for t in p_texts]
+            p_col = pg.loci.index(locus)
+            _, p_first, p_local = np.unique(np.sort(pg.codes[:, p_col, :], axis=1),
+                                                  axis=0, return_index=True,
+                                                  return_inverse=True)
+            p_distinct = [pg.locus_text(int(g), p_col) for g in p_first]
+            p_index[:, j] = p_local.ravel()
             mm = np.zeros((len(p_distinct), len(d_ids)), dtype=np.int8)
             tce = np.zeros_like(mm)
             for u, p_text in enumerate(p_distinct):
@@ -310,23 +342,16 @@ class Searcher:
         q, q_locus = _genotype_tables(p_index, pg.probabilities.astype(np.float64),
                                              remapped, _pack(tables), n_counts)
         probs = idx.geno_probs[flat].astype(np.float64)
-        owner = np.repeat(np.arange(len(typings)), ends - starts)
-        weighted = q[local.ravel()] * probs[:, None]
-        p_k = np.stack([np.bincount(owner, weights=weighted[:, m], minlength=len(typings))
-                        for m in range(n_counts)], axis=1)
-        weighted_l = (q_locus[local.ravel()] * probs[:, None, None]).reshape(
-            len(probs), 3 * len(cols))
-        p_l = np.stack([np.bincount(owner, weights=weighted_l[:, m], minlength=len(typings))
-                        for m in range(weighted_l.shape[1])], axis=1
-                       ).reshape(len(typings), len(cols), 3)
+        local = local.ravel()
+        p_k = _segment_sums(q[local] * probs[:, None], lengths)
+        p_l = _segment_sums(q_locus[local] * probs[:, None, None], lengths)
         dpb1 = None
         if "DPB1" in self.imputation_loci and self.imputation_loci.index("DPB1") in cols:
             j = cols.index(self.imputation_loci.index("DPB1"))
             permissive = TCE_VERDICTS.index("permissive")
             per_g = _tce_share(p_index[:, j], pg.probabilities.astype(np.float64),
                                remapped[:, j], tce_tables[j], permissive)
-            dpb1 = np.bincount(owner, weights=per_g[local.ravel()] * probs,
-                               minlength=len(typings))
+            dpb1 = _segment_sums(per_g[local] * probs, lengths)
         return {"p_k": p_k, "p_locus": p_l, "loci": [self.imputation_loci[c] for c in cols],
                 "dpb1": dpb1}
 
@@ -341,128 +366,78 @@ class Searcher:
         return hit
 
     def _copies(self, text: str) -> tuple[AlleleList, AlleleList]:
-        genotype = self.reader.parse(text).blocks[0][0]
-        first = genotype[0][0]
-        return first, genotype[1][0] if len(genotype) > 1 else first
+        hit = self._parsed.get(text)
+        if hit is None:
+            genotype = self.reader.parse(text).blocks[0][0]
+            first = genotype[0][0]
+            hit = self._parsed[text] = (first, genotype[1][0] if len(genotype) > 1 else first)
+        return hit
 
-    # -- results and ranking ------------------------------------------------------------
-    def _candidates(self, rows: npt.NDArray[np.int64], ks: npt.NDArray[np.int64],
-                    grades: dict[str, Any], probs: dict[str, Any], criteria: Criteria,
-                    patient: Patient) -> list[Candidate]:
-        """Candidates for the given records (``ks``: their rows in ``grades`` and ``probs``);
-        the per-locus detail is filled in only for those shown (:meth:`attach_records`)."""
-        idx = self.index
-        mm = grades["loci"][:, :, 0].astype(np.int64)
-        typed = mm != 255
-        counted = {kind: np.array([locus in loci for locus in self.loci])
-                   for kind, loci in (("donor", criteria.loci), ("cord", self.ranking.cord_loci))}
-        totals = {kind: np.where(typed & mask, mm, 0).sum(axis=1) for kind, mask in
-                  counted.items()}
-        col = {name: np.asarray(getattr(idx, name)[rows]).tolist() for name in (
-            "kind", "typing", "age", "tnc_1e7", "cd34_1e5", "cmv", "sex", "abo")}
-        truncated = np.asarray(idx.truncated[np.asarray(col["typing"], dtype=np.int64)])
-        imputation = np.asarray(idx.imputation[np.asarray(col["typing"], dtype=np.int64)])
-        p_k, tce = probs["p_k"], grades["tce"]
-        dpb1 = probs["dpb1"]
-        weight = patient.weight_kg
-        out = []
-        for j, (row, k) in enumerate(zip(rows.tolist(), ks.tolist(), strict=True)):
-            kind = ix.KINDS[col["kind"][j]]
-            age, tnc, cd34 = col["age"][j], col["tnc_1e7"][j], col["cd34_1e5"][j]
-            code = int(tce[k])
-            out.append(Candidate(
-                row=row, kind=kind, typing=col["typing"][j], mismatches=int(totals[kind][k]),
-                loci={}, p_mismatches=p_k[k].tolist(), p_locus={},
-                p_permissive_dpb1=float(dpb1[k]) if dpb1 is not None else None,
-                tce=TCE_VERDICTS[code] if code != 255 else None,
-                truncated_mass=float(truncated[j]),
-                imputation=ix.IMPUTATION_STATUS[int(imputation[j])],
-                age=None if age != age else age,
-                tnc_per_kg=tnc / weight if weight and tnc == tnc else None,
-                cd34_per_kg=cd34 / weight if weight and cd34 == cd34 else None,
-                codes=(col["cmv"][j], col["sex"][j], col["abo"][j]),
-                detail=(grades["loci"], probs, k)))
-        return out
-
-    def _rank_donors(self, donors: list[Candidate], patient: Patient) -> list[Candidate]:
+    # -- ranking ----------------------------------------------------------------------
+    def _rank_donors(self, found: _Found, patient: Patient) -> Ranked:
+        """Adult donors in the order of ``ranking.toml`` (keys computed for all at once)."""
         r = self.ranking
-        for c in donors:
-            p0 = c.p_mismatches[0] if c.p_mismatches else 0.0
-            c.reasons = [f"{c.mismatches} mismatch(es) by typing", f"P(0 mismatches) {p0:.2f}"]
-            if c.age is not None:
-                c.reasons.append(f"age {c.age:.0f}")
-            if c.tce:
-                c.reasons.append(f"DPB1 {c.tce}")
-        def key(c: Candidate) -> tuple[float, ...]:
-            parts: list[float] = []
-            for name in r.donor_order:
-                if name == "mismatches":
-                    parts.append(c.mismatches)
-                elif name == "probability":
-                    p0 = c.p_mismatches[0] if c.p_mismatches else 0.0
-                    parts.append(-np.floor(p0 / r.probability_bin + 1e-9))
-                elif name == "age":
-                    parts.append(np.floor(c.age / r.age_bin_years) if c.age is not None
-                                 else 999.0)
-                elif name == "dpb1":
-                    parts.append(_dpb1_rank(c))
-                elif name == "cmv":
-                    donor_cmv = ix.CMV[c.codes[0]]
-                    parts.append(1.0 if patient.cmv == "negative" and donor_cmv != "negative"
-                                 else 0.0)
-                elif name == "sex":
-                    parts.append(1.0 if patient.sex == "M" and c.codes[1] == 1 else 0.0)
-                elif name == "abo":
-                    parts.append(_abo_major(patient.abo, ix.ABO[c.codes[2]]))
-            parts.append(c.row)
-            return tuple(parts)
-        donors.sort(key=key)
-        for n, c in enumerate(donors, 1):
-            c.rank = n
-        return donors
+        at = found.positions(0)
+        keys: list[npt.NDArray[Any]] = []
+        for name in r.donor_order:
+            if name == "mismatches":
+                keys.append(found.mismatches[at])
+            elif name == "probability":
+                keys.append(-np.floor(found.p0[at] / r.probability_bin + 1e-9))
+            elif name == "age":
+                age = found.age[at]
+                keys.append(np.where(np.isnan(age), 999.0, np.floor(age / r.age_bin_years)))
+            elif name == "dpb1":
+                keys.append(found.dpb1_rank[at])
+            elif name == "cmv":
+                negative = patient.cmv == "negative"
+                keys.append(negative & (found.cmv[at] != ix.CMV.index("negative")))
+            elif name == "sex":
+                keys.append((patient.sex == "M") & (found.sex[at] == ix.SEXES.index("F")))
+            elif name == "abo":
+                major = np.array([_abo_major(patient.abo, g) for g in ix.ABO])
+                keys.append(major[found.abo[at]])
+        order = at[np.lexsort([found.rows[at], *reversed(keys)])]
+        return Ranked(len(order), lambda i: found.donor(int(order[i]), i + 1))
 
-    def _rank_cords(self, cords: list[Candidate], patient: Patient
-                    ) -> tuple[list[Candidate], list[tuple[Candidate, Candidate]]]:
+    def _rank_cords(self, found: _Found, patient: Patient
+                    ) -> tuple[Ranked, list[tuple[Candidate, Candidate]]]:
+        """Cord units by the cord scheme of ``ranking.toml``, dropping units below the dose
+        floors, with double-unit pairs when no single unit reaches the target dose."""
         r = self.ranking
-        kept = []
-        for c in cords:
-            if c.tnc_per_kg is not None and c.tnc_per_kg < r.double_min_tnc_per_kg_each:
-                continue
-            if c.cd34_per_kg is not None and c.cd34_per_kg < r.min_cd34_per_kg:
-                continue
-            c.reasons = [f"{c.mismatches} mismatch(es) over {'/'.join(r.cord_loci)}"]
-            c.reasons.append(f"TNC {c.tnc_per_kg:.2f} x10^7/kg" if c.tnc_per_kg is not None
-                             else "dose not judged (no patient weight)")
-            kept.append(c)
-
-        def key(c: Candidate) -> tuple[float, ...]:
-            parts: list[float] = []
-            dose = c.tnc_per_kg if c.tnc_per_kg is not None else 0.0
-            for name in r.cord_order:
-                if name == "mismatches":
-                    parts.append(c.mismatches)
-                elif name == "dose_target":
-                    parts.append(0.0 if dose >= r.target_tnc_per_kg else 1.0)
-                elif name == "tnc_per_kg":
-                    parts.append(-dose)
-            parts.append(c.row)
-            return tuple(parts)
-        kept.sort(key=key)
+        at = found.positions(1)
+        tnc, cd34 = found.tnc_per_kg[at], found.cd34_per_kg[at]
+        with np.errstate(invalid="ignore"):
+            at = at[~(tnc < r.double_min_tnc_per_kg_each) & ~(cd34 < r.min_cd34_per_kg)]
+        dose = np.nan_to_num(found.tnc_per_kg[at], nan=0.0)
+        keys: list[npt.NDArray[Any]] = []
+        for name in r.cord_order:
+            if name == "mismatches":
+                keys.append(found.mismatches[at])
+            elif name == "dose_target":
+                keys.append(dose < r.target_tnc_per_kg)
+            elif name == "tnc_per_kg":
+                keys.append(-dose)
+        kept = at[np.lexsort([found.rows[at], *reversed(keys)])]
         # Without the patient's weight no dose can be judged: every unit is listed.
-        singles = [c for c in kept if c.tnc_per_kg is None or c.tnc_per_kg >= r.min_tnc_per_kg]
-        for n, c in enumerate(singles, 1):
-            c.rank = n
+        tnc = found.tnc_per_kg[kept]
+        with np.errstate(invalid="ignore"):
+            singles = kept[np.isnan(tnc) | (tnc >= r.min_tnc_per_kg)]
+        single_dose = np.nan_to_num(found.tnc_per_kg[singles], nan=0.0)
+        ranked = Ranked(len(singles), lambda i: found.cord(int(singles[i]), i + 1))
         doubles: list[tuple[Candidate, Candidate]] = []
-        if patient.weight_kg and not any((c.tnc_per_kg or 0) >= r.target_tnc_per_kg
-                                         for c in singles):
-            pool = [c for c in kept if (c.tnc_per_kg or 0) >= r.double_min_tnc_per_kg_each]
-            for i, a in enumerate(pool[:50]):
-                for b in pool[i + 1:50]:
+        if patient.weight_kg and not (single_dose >= r.target_tnc_per_kg).any():
+            position = {int(j): i for i, j in enumerate(singles)}
+            pool = [ranked[position[int(j)]] if int(j) in position else found.cord(int(j), 0)
+                    for j in kept[np.nan_to_num(tnc, nan=0.0)
+                                  >= r.double_min_tnc_per_kg_each][:50]]
+            for i, a in enumerate(pool):
+                for b in pool[i + 1:]:
                     if (a.tnc_per_kg or 0) + (b.tnc_per_kg or 0) >= r.target_tnc_per_kg:
                         doubles.append((a, b))
             doubles.sort(key=lambda ab: (ab[0].mismatches + ab[1].mismatches,
                                          -((ab[0].tnc_per_kg or 0) + (ab[1].tnc_per_kg or 0))))
-        return singles, doubles[:20]
+        return ranked, doubles[:20]
 
     def attach_records(self, candidates: Sequence[Candidate]) -> None:
         """Fill in the stored record (ids, attributes, typing) and the per-locus detail of the
@@ -482,19 +457,110 @@ class Searcher:
                          for j, locus in enumerate(probs["loci"])}
 
 
-def _dpb1_rank(c: Candidate) -> float:
-    if c.tce is not None:
-        return 0.0 if c.tce == "permissive" else 1.0 if c.tce.startswith("non") else 0.5
-    if c.p_permissive_dpb1 is not None:
-        return 1.0 - c.p_permissive_dpb1
-    return 0.5
-
-
 def _abo_major(patient: str | None, donor: str) -> float:
     """1 when the donor's red cells carry an antigen the patient lacks (major mismatch)."""
     if not patient or not donor:
         return 0.5
     return 0.0 if set(donor.replace("O", "")) <= set(patient.replace("O", "")) else 1.0
+
+
+class _Found:
+    """Everything a search found, as arrays over the records within the criteria (before
+    ranking); :meth:`donor` and :meth:`cord` build the candidates that are read."""
+
+    def __init__(self, searcher: Searcher, rows: npt.NDArray[np.int64],
+                 ks: npt.NDArray[np.int64], grades: dict[str, Any], probs: dict[str, Any],
+                 exact: dict[int, tuple[int, dict[str, dict[str, Any]]]], criteria: Criteria,
+                 patient: Patient) -> None:
+        idx, ranking = searcher.index, searcher.ranking
+        self.searcher, self.grades, self.probs, self.exact = searcher, grades, probs, exact
+        mm = grades["loci"][:, :, 0].astype(np.int64)
+        typed = mm != 255
+        kind = np.asarray(idx.kind[rows])
+        totals = []
+        for loci in (criteria.loci, ranking.cord_loci):
+            counted = np.array([locus in loci for locus in searcher.loci])
+            totals.append(np.where(typed & counted, mm, 0).sum(axis=1)[ks])
+        mismatches = np.where(kind == 0, totals[0], totals[1])
+        for row, (total, _) in exact.items():  # alternatives: the pair grader's count
+            mismatches[np.searchsorted(rows, row)] = total
+        limit = np.where(kind == 0, criteria.max_mismatches, ranking.cord_max_mismatches)
+        keep = mismatches <= limit
+        self.rows, self.ks, self.kind = rows[keep], ks[keep], kind[keep]
+        self.mismatches = mismatches[keep]
+        rows = self.rows
+        self.typing = np.asarray(idx.typing[rows]).astype(np.int64)
+        self.age = np.asarray(idx.age[rows], dtype=np.float64)
+        self.cmv, self.sex = np.asarray(idx.cmv[rows]), np.asarray(idx.sex[rows])
+        self.abo = np.asarray(idx.abo[rows])
+        weight = patient.weight_kg or np.nan
+        self.tnc_per_kg = np.asarray(idx.tnc_1e7[rows], dtype=np.float64) / weight
+        self.cd34_per_kg = np.asarray(idx.cd34_1e5[rows], dtype=np.float64) / weight
+        p_k = probs["p_k"]
+        self.p0 = p_k[self.ks, 0] if p_k.shape[1] else np.zeros(len(rows))
+        tce = grades["tce"][self.ks]
+        self.tce = tce
+        # DPB1 tie-break: permissive (or matched) 0, non-permissive 1, unknown 0.5, and for a
+        # DPB1 not typed on both sides, the probability of a non-permissive pair.
+        by_verdict = np.array([0.0 if v == "permissive" else 1.0 if v.startswith("non")
+                               else 0.5 for v in TCE_VERDICTS] + [0.5])
+        dpb1 = probs["dpb1"]
+        unknown = 1.0 - dpb1[self.ks] if dpb1 is not None else np.full(len(rows), 0.5)
+        self.dpb1_rank = np.where(tce != 255, by_verdict[np.minimum(tce, len(TCE_VERDICTS))],
+                                  unknown)
+
+    def positions(self, kind: int) -> npt.NDArray[np.int64]:
+        return np.flatnonzero(self.kind == kind)
+
+    def _candidate(self, j: int, rank: int) -> Candidate:
+        idx = self.searcher.index
+        k, t = int(self.ks[j]), int(self.typing[j])
+        code = int(self.tce[j])
+        dpb1 = self.probs["dpb1"]
+        age, tnc, cd34 = (float(a[j]) for a in (self.age, self.tnc_per_kg, self.cd34_per_kg))
+        row = int(self.rows[j])
+        fixed = self.exact.get(row)
+        return Candidate(
+            row=row, kind=ix.KINDS[int(self.kind[j])], typing=t,
+            mismatches=int(self.mismatches[j]), loci=dict(fixed[1]) if fixed else {},
+            p_mismatches=self.probs["p_k"][k].tolist(), p_locus={},
+            p_permissive_dpb1=float(dpb1[k]) if dpb1 is not None else None,
+            tce=TCE_VERDICTS[code] if code != 255 else None,
+            truncated_mass=float(idx.truncated[t]),
+            imputation=ix.IMPUTATION_STATUS[int(idx.imputation[t])],
+            age=None if np.isnan(age) else age, tnc_per_kg=None if np.isnan(tnc) else tnc,
+            cd34_per_kg=None if np.isnan(cd34) else cd34, rank=rank,
+            codes=(int(self.cmv[j]), int(self.sex[j]), int(self.abo[j])),
+            detail=(self.grades["loci"], self.probs, k))
+
+    def donor(self, j: int, rank: int) -> Candidate:
+        c = self._candidate(j, rank)
+        p0 = c.p_mismatches[0] if c.p_mismatches else 0.0
+        c.reasons = [f"{c.mismatches} mismatch(es) by typing", f"P(0 mismatches) {p0:.2f}"]
+        if c.age is not None:
+            c.reasons.append(f"age {c.age:.0f}")
+        if c.tce:
+            c.reasons.append(f"DPB1 {c.tce}")
+        return c
+
+    def cord(self, j: int, rank: int) -> Candidate:
+        c = self._candidate(j, rank)
+        c.reasons = [f"{c.mismatches} mismatch(es) over "
+                     f"{'/'.join(self.searcher.ranking.cord_loci)}",
+                     f"TNC {c.tnc_per_kg:.2f} x10^7/kg" if c.tnc_per_kg is not None
+                     else "dose not judged (no patient weight)"]
+        return c
+
+
+def _segment_sums(values: npt.NDArray[np.float64], lengths: npt.NDArray[np.int64]
+                  ) -> npt.NDArray[np.float64]:
+    """Sums of consecutive runs of ``values`` rows, run ``i`` being ``lengths[i]`` long (an
+    empty run sums to 0)."""
+    out = np.zeros((len(lengths), *values.shape[1:]))
+    filled = lengths > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(values, (np.cumsum(lengths) - lengths)[filled], axis=0)
+    return out
 
 
 def _pack(tables: list[npt.NDArray[np.int8]]) -> tuple[npt.NDArray[np.int8],
@@ -512,29 +578,33 @@ def _pack(tables: list[npt.NDArray[np.int8]]) -> tuple[npt.NDArray[np.int8],
 
 
 @numba.njit(parallel=True, cache=True)
-def _screen(states, table, has, counted, limits):  # type: ignore[no-untyped-def]
-    """Typing-based mismatches over the counted loci for every registry typing (127 when a
-    locus exceeds its limit); untyped loci on either side count as potential matches."""
+def _screen(states, table, has, counted, cord_counted, limits):  # type: ignore[no-untyped-def]
+    """Typing-based mismatches over the counted loci of adult donors and of cords, for every
+    registry typing in one pass (127 when a locus exceeds its limit); untyped loci on either
+    side count as potential matches."""
     n, n_loci = states.shape[0], states.shape[1]
-    out = np.empty(n, dtype=np.int8)
+    donor = np.empty(n, dtype=np.int8)
+    cord = np.empty(n, dtype=np.int8)
     for t in numba.prange(n):
-        total = 0
+        d_total = 0
+        c_total = 0
         for li in range(n_loci):
-            if not counted[li] or not has[li]:
+            if not has[li]:
                 continue
             b1 = states[t, li, 0]
             b2 = states[t, li, 1]
             if b1 < 0:
                 continue
-            res = kernels.orient(int(table[li, 0, b1]), int(table[li, 0, b2]),
-                                 int(table[li, 1, b1]), int(table[li, 1, b2]))
-            mm = res[1]
-            if mm > limits[li]:
-                total = 127
-                break
-            total += mm
-        out[t] = total
-    return out
+            mm = kernels.orient(int(table[li, 0, b1]), int(table[li, 0, b2]),
+                                int(table[li, 1, b1]), int(table[li, 1, b2]))[1]
+            over = 127 if mm > limits[li] else mm
+            if counted[li]:
+                d_total = min(d_total + over, 127)
+            if cord_counted[li]:
+                c_total = min(c_total + over, 127)
+        donor[t] = d_total
+        cord[t] = c_total
+    return donor, cord
 
 
 @numba.njit(cache=True)
