@@ -4,6 +4,7 @@ prediction, atomic and idempotent imports (a real kill), updates and deletions."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,11 +67,16 @@ def registry(tmp_path_factory, index, table):
     return reg
 
 
-def _brute_force(reader, patient: str, donors, loci, limit) -> set[str]:
+def _brute_force(reader, patient: str, donors, loci, limit, per_locus=None) -> set[str]:
     matcher = Matcher(reader.index)
     typing = reader.parse(patient)
-    return {ident for ident, gl in donors
-            if matcher.match(typing, reader.parse(gl), loci).total_mismatches <= limit}
+    found = set()
+    for ident, gl in donors:
+        result = matcher.match(typing, reader.parse(gl), loci)
+        if result.total_mismatches <= limit and all(
+                (r.mismatches or 0) <= (per_locus or {}).get(r.locus, 2) for r in result.loci):
+            found.add(ident)
+    return found
 
 
 @pytest.mark.parametrize("max_mm", [0, 1, 2, 3])
@@ -109,12 +115,14 @@ def test_alternative_genotypes_on_either_side_never_hide_a_donor(tmp_path, index
                     "A*24:02+A*24:02|A*03:01+A*11:01^B*08:01+B*44:02^DRB1*03:01+DRB1*04:01",
                     read_wmda("pat.gl.txt.gz")[0][1].replace(
                         "^C*", "|A*03:01+A*11:01^C*", 1)):
-        for max_mm in (0, 2):
+        for max_mm, per_locus in ((0, {}), (2, {}), (2, {"A": 0})):
             result = searcher.search(Patient(patient), Criteria(
-                loci=("A", "B", "DRB1"), max_mismatches=max_mm, kinds=("donor",)))
+                loci=("A", "B", "DRB1"), max_mismatches=max_mm, per_locus=per_locus,
+                kinds=("donor",)))
             searcher.attach_records(result.donors)
             assert {c.record["ext_id"] for c in result.donors} == _brute_force(
-                reader, patient, donors, ("A", "B", "DRB1"), max_mm), (patient, max_mm)
+                reader, patient, donors, ("A", "B", "DRB1"), max_mm, per_locus), (
+                patient, max_mm, per_locus)
 
 
 def test_search_refuses_unknown_criteria_by_name(registry, reader, table):
@@ -122,7 +130,10 @@ def test_search_refuses_unknown_criteria_by_name(registry, reader, table):
     for patient, criteria, message in (
             (Patient("A*01:01+A*02:01", cmv="maybe"), Criteria(), "patient CMV 'maybe'"),
             (Patient("A*01:01+A*02:01"), Criteria(kinds=("sibling",)), "donor type 'sibling'"),
-            (Patient("A*01:01+A*02:01", weight_kg=-3), Criteria(), "weight -3")):
+            (Patient("A*01:01+A*02:01", weight_kg=-3), Criteria(), "weight -3"),
+            (Patient("A*01:01+A*02:01"), Criteria(per_locus={"DRB1": 3}), "DRB1=3"),
+            (Patient("A*01:01+A*02:01"), Criteria(per_locus={"DRB9": 0}), "'DRB9'"),
+            (Patient("A*01:01+A*02:01"), Criteria(sources=("REG9",)), "'REG9'")):
         with pytest.raises(GraftmatchError, match=message):
             searcher.search(patient, criteria)
 
@@ -265,3 +276,34 @@ def test_ranking_follows_the_guideline_order_for_donors_and_cord_dose(tmp_path, 
     result = searcher.search(Patient(same, weight_kg=50), Criteria(max_mismatches=1))
     assert ids(result.cords) == ["C120", "C200-1MM"]
     assert [(a.rank, b.rank) for a, b in result.double_cords] == [(1, 2)]
+
+
+def test_cli_search_honours_per_locus_limits_and_registries(registry):
+    """``graftmatch search`` as a coordinator runs it: a per-locus limit and a registry
+    filter narrow the list; a malformed limit or an unknown registry is refused by name."""
+    from typer.testing import CliRunner
+
+    from graftmatch.interfaces.cli import app
+
+    patient = read_wmda("pat.gl.txt.gz")[0][1]
+
+    def search(*extra: str):
+        return CliRunner().invoke(app, ["search", "--registry", str(registry.path), "--patient",
+                                        patient, "--max-mismatches", "3", "--limit", "1000",
+                                        "--kinds", "donor", "--json", *extra])
+
+    def drb1(d):  # an untyped DRB1 is a potential match
+        return d["loci"]["DRB1"].get("mismatches", 0)
+
+    everyone = json.loads(search().stdout)["donors"]
+    assert {drb1(d) for d in everyone} >= {0, 1}
+    strict = json.loads(search("--per-locus", "DRB1=0").stdout)["donors"]
+    assert strict and all(drb1(d) == 0 for d in strict)
+    assert {d["id"] for d in strict} == {d["id"] for d in everyone if drb1(d) == 0}
+    reg2 = json.loads(search("--registries", "REG2").stdout)["donors"]
+    assert reg2 and {d["source"] for d in reg2} == {"REG2"}
+    assert {d["id"] for d in reg2} == {d["id"] for d in everyone if d["source"] == "REG2"}
+    bad = search("--per-locus", "DRB1=zero")
+    assert bad.exit_code != 0 and "--per-locus entry 1 'DRB1=zero'" in bad.stdout
+    unknown = search("--registries", "NOPE")
+    assert unknown.exit_code != 0 and "registry or bank 'NOPE'" in unknown.stdout

@@ -155,6 +155,13 @@ def search(
     loci: Annotated[str | None, typer.Option(
         help="Loci counted for adult donors (default A,B,C,DRB1,DQB1: 10/10)")] = None,
     max_mismatches: Annotated[int, typer.Option(help="Mismatches allowed in total (0-4)")] = 2,
+    per_locus: Annotated[str | None, typer.Option(
+        help="Mismatches allowed at single loci, e.g. DRB1=0,A=1 (others: no own limit)")]
+    = None,
+    registries: Annotated[str | None, typer.Option(
+        help="Only these registries and cord banks, comma-separated (default: all)")] = None,
+    age: Annotated[float | None, typer.Option(help="Patient age in years (recorded with the "
+                                                   "search; ranking uses donor age)")] = None,
     limit: Annotated[int, typer.Option(help="Candidates to show per kind")] = 20,
     kinds: Annotated[str, typer.Option(help="donor, cord or both")] = "donor,cord",
     ranking: Annotated[Path | None, typer.Option(
@@ -172,8 +179,11 @@ def search(
                             population_steps=steps)
         criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
                             max_mismatches=max_mismatches,
-                            kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
-        request = Patient(patient, weight, cmv, abo, sex)
+                            per_locus=parse_per_locus(per_locus),
+                            kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+                            sources=tuple(r.strip() for r in registries.split(",")
+                                          if r.strip()) if registries else None)
+        request = Patient(patient, weight, cmv, abo, sex, age)
         result = searcher.search(request, criteria)
         shown = result.donors[:limit] + result.cords[:limit]
         searcher.attach_records(shown)
@@ -183,6 +193,20 @@ def search(
         out.print_json(json.dumps(result_dict(result, limit)))
         return
     print_result(result, criteria, limit)
+
+
+def parse_per_locus(text: str | None) -> dict[str, int]:
+    """``DRB1=0,A=1`` -> {"DRB1": 0, "A": 1}; a malformed entry is refused by name."""
+    limits: dict[str, int] = {}
+    for n, entry in enumerate((e.strip() for e in (text or "").split(",")), 1):
+        if not entry:
+            continue
+        locus, sep, value = entry.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise GraftmatchError(f"--per-locus entry {n} {entry!r}: expected LOCUS=N, e.g. "
+                                  "DRB1=0")
+        limits[locus.strip().upper().removeprefix("HLA-")] = int(value)
+    return limits
 
 
 def _candidate_dict(c: Candidate) -> dict[str, Any]:

@@ -42,6 +42,8 @@ from graftmatch.typing.model import AlleleList
 from graftmatch.typing.parser import TypingReader
 
 MAX_TOTAL = 4
+#: A mismatch count above any limit: a record over a per-locus limit.
+MAX_EXCLUDED = 127
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,18 @@ class Searcher:
         if unknown:
             raise GraftmatchError(f"cannot search on {', '.join(unknown)}: the registry index "
                                   f"grades {', '.join(self.loci)}")
+        for locus, allowed_here in criteria.per_locus.items():
+            if locus not in self.loci:
+                raise GraftmatchError(f"per-locus limit for {locus!r}: the registry index "
+                                      f"grades {', '.join(self.loci)}")
+            if not 0 <= allowed_here <= 2:
+                raise GraftmatchError(f"per-locus limit {locus}={allowed_here} must be 0, 1 "
+                                      "or 2")
+        known = self.index.info["sources"]
+        for source in criteria.sources or ():
+            if source not in known:
+                raise GraftmatchError(f"registry or bank {source!r} is not in this registry "
+                                      f"(it holds {', '.join(known)})")
         if not 0 <= criteria.max_mismatches <= MAX_TOTAL:
             raise GraftmatchError(f"mismatches allowed must be 0 to {MAX_TOTAL}, not "
                                   f"{criteria.max_mismatches}")
@@ -293,7 +307,9 @@ class Searcher:
             gl = texts[int(self.index.typing_ids[self.index.typing[row]])]
             loci = criteria.loci if self.index.kind[row] == 0 else self.ranking.cord_loci
             result = self.matcher.match(typing, self.reader.parse(gl), loci)
-            out[int(row)] = (result.total_mismatches, {
+            over = any((r.mismatches or 0) > criteria.per_locus.get(r.locus, 2)
+                       for r in result.loci if r.typed)  # as the screen does: then left out
+            out[int(row)] = (MAX_EXCLUDED if over else result.total_mismatches, {
                 r.locus: {"typed": False} if not r.typed else {
                     **dict(zip(FIELDS, (v or 0 for v in (
                         r.mismatches, r.gvh_mismatches, r.hvg_mismatches, r.antigen_mismatches,
