@@ -239,3 +239,19 @@ def test_a_synthetic_registry_is_the_same_for_the_same_seed(synthetic, tmp_path)
     assert other.read_text().splitlines()[0] == (
         "type,id,registry,bank,hla,age,sex,abo,rh,cmv,population,status,updated,tnc_1e7,"
         "cd34_1e5,volume_ml")
+
+
+def test_a_large_synthetic_registry_is_drawn_in_blocks_with_consecutive_ids(synthetic,
+                                                                             tmp_path,
+                                                                             monkeypatch):
+    """Registries of tens of millions are drawn a block at a time (bounded memory); ids run on
+    across blocks."""
+    from graftmatch.registry import synthetic as module
+
+    reader, table, _, _ = synthetic
+    monkeypatch.setattr(module, "BLOCK", 700)
+    out = tmp_path / "blocks.csv"
+    generate_registry(out, reader, table, donors=2000, cords=300, seed=7)
+    ids = [r.record.id for r in read_records(out, reader)]
+    assert ids == ([f"SYN-D{i:07d}" for i in range(1, 2001)]
+                   + [f"SYN-C{i:07d}" for i in range(1, 301)])

@@ -52,6 +52,8 @@ from graftmatch.typing.parser import TypingReader
 DATABASE = "registry.sqlite"
 #: Records written per statement batch during an import.
 BATCH = 5000
+#: SQLite page cache per connection, KiB.
+CACHE_KIB = 256 * 1024
 
 schema = MetaData()
 meta_table = Table("meta", schema, Column("key", String, primary_key=True),
@@ -294,6 +296,9 @@ def _engine(db: Path) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # A 256 MiB page cache (the default is 2 MiB): an import of millions of records
+        # updates B-tree pages all over the unique indexes, and spilling them is the cost.
+        cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         cursor.close()
 
     return engine

@@ -63,6 +63,8 @@ COLUMNS = ("type", "id", "registry", "bank", "hla", "age", "sex", "abo", "rh", "
            "population", "status", "updated", "tnc_1e7", "cd34_1e5", "volume_ml")
 
 Strings = npt.NDArray[np.object_]
+#: Records drawn at a time.
+BLOCK = 500_000
 
 
 def generate_registry(out: Path, reader: TypingReader, table: HaplotypeTable, donors: int,
@@ -207,8 +209,21 @@ def _blood(rng: np.random.Generator, count: int) -> tuple[Strings, Strings]:
                                                                       dtype=object)
 
 
-def _donor_rows(rng: np.random.Generator, forms: _Forms, count: int,
+def _blocks(count: int) -> Iterator[tuple[int, int]]:
+    """(first record number, records) of each block: a block's typings and attributes are
+    drawn at once, so 40 million records are written in bounded memory."""
+    for start in range(0, count, BLOCK):
+        yield start, min(BLOCK, count - start)
+
+
+def _donor_rows(rng: np.random.Generator, forms: _Forms, total: int,
                 population: str) -> Iterator[tuple[Any, ...]]:
+    for first, count in _blocks(total):
+        yield from _donor_block(rng, forms, first, count, population)
+
+
+def _donor_block(rng: np.random.Generator, forms: _Forms, first: int, count: int,
+                 population: str) -> Iterator[tuple[Any, ...]]:
     hla = forms.typings(count, DONOR_PROFILES, {})
     # Registries recruit young donors (and prefer them: younger donors do better
     # [44 Dehn 2019]): ages 18 to 60, median about 28.
@@ -224,12 +239,18 @@ def _donor_rows(rng: np.random.Generator, forms: _Forms, count: int,
                        count)
     updated = _dates(rng, count)
     for i in range(count):
-        yield ("donor", f"SYN-D{i + 1:07d}", registry[i], "", hla[i], int(age[i]), sex[i],
+        yield ("donor", f"SYN-D{first + i + 1:07d}", registry[i], "", hla[i], int(age[i]), sex[i],
                abo[i], rh[i], cmv[i], population, status[i], updated[i], "", "", "")
 
 
-def _cord_rows(rng: np.random.Generator, forms: _Forms, count: int,
+def _cord_rows(rng: np.random.Generator, forms: _Forms, total: int,
                population: str) -> Iterator[tuple[Any, ...]]:
+    for first, count in _blocks(total):
+        yield from _cord_block(rng, forms, first, count, population)
+
+
+def _cord_block(rng: np.random.Generator, forms: _Forms, first: int, count: int,
+                population: str) -> Iterator[tuple[Any, ...]]:
     hla = forms.typings(count, CORD_PROFILES, {"C": CORD_C_TYPED})
     # Total nucleated cells per banked unit, x 10^7: median about 120, clipped to 50-250.
     tnc = np.clip(rng.lognormal(np.log(120.0), 0.35, size=count), 50.0, 250.0).round(1)
@@ -245,6 +266,6 @@ def _cord_rows(rng: np.random.Generator, forms: _Forms, count: int,
                    REGISTRY_SHARES, count)
     updated = _dates(rng, count)
     for i in range(count):
-        yield ("cord", f"SYN-C{i + 1:07d}", "", bank[i], hla[i], "", "", abo[i], rh[i], "",
+        yield ("cord", f"SYN-C{first + i + 1:07d}", "", bank[i], hla[i], "", "", abo[i], rh[i], "",
                population, status[i], updated[i], float(tnc[i]), float(cd34[i]),
                float(volume[i]))
