@@ -186,10 +186,11 @@ class Searcher:
         records = self._eligible(criteria)
         kind = idx.kind
         typing_of = idx.typing
-        rec_mm = np.where(kind == 0, donor_mm[typing_of], cord_mm[typing_of])
-        rec_limit = np.where(kind == 0, criteria.max_mismatches,
-                             self.ranking.cord_max_mismatches)
-        rows = np.flatnonzero(records & (rec_mm <= rec_limit))
+        # Per typing first (fewer than records), then one boolean gather per record.
+        donor_ok = donor_mm <= criteria.max_mismatches
+        cord_ok = cord_mm <= self.ranking.cord_max_mismatches
+        rows = np.flatnonzero(records & np.where(kind == 0, donor_ok[typing_of],
+                                                 cord_ok[typing_of]))
         exact_rows = rows if len(readings) > 1 else rows[idx.complex[typing_of[rows]]]
         times["screen"] = time.perf_counter() - t
 
