@@ -300,6 +300,8 @@ def test_cli_search_honours_per_locus_limits_and_registries(registry):
     strict = json.loads(search("--per-locus", "DRB1=0").stdout)["donors"]
     assert strict and all(drb1(d) == 0 for d in strict)
     assert {d["id"] for d in strict} == {d["id"] for d in everyone if drb1(d) == 0}
+    aged = json.loads(search("--age", "6", "--weight", "18").stdout)["patient"]
+    assert (aged["typing"], aged["age"], aged["weight_kg"]) == (patient, 6, 18)
     reg2 = json.loads(search("--registries", "REG2").stdout)["donors"]
     assert reg2 and {d["source"] for d in reg2} == {"REG2"}
     assert {d["id"] for d in reg2} == {d["id"] for d in everyone if d["source"] == "REG2"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -160,8 +161,8 @@ def search(
     = None,
     registries: Annotated[str | None, typer.Option(
         help="Only these registries and cord banks, comma-separated (default: all)")] = None,
-    age: Annotated[float | None, typer.Option(help="Patient age in years (recorded with the "
-                                                   "search; ranking uses donor age)")] = None,
+    age: Annotated[float | None, typer.Option(help="Patient age in years (reported with the "
+                                                   "results; ranking uses donor age)")] = None,
     limit: Annotated[int, typer.Option(help="Candidates to show per kind")] = 20,
     kinds: Annotated[str, typer.Option(help="donor, cord or both")] = "donor,cord",
     ranking: Annotated[Path | None, typer.Option(
@@ -190,7 +191,8 @@ def search(
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps(result_dict(result, limit)))
+        out.print_json(json.dumps({"patient": dataclasses.asdict(request),
+                                   **result_dict(result, limit)}))
         return
     print_result(result, criteria, limit)
 
