@@ -1,4 +1,4 @@
-"""Work spread over the machine's cores, for registry-scale imports and indexing.
+"""Work spread over the machine's cores, for building a registry's search index.
 
 Workers are forked, so they inherit what the parent set up (the release, a haplotype table,
 compiled kernels) instead of loading it again; only the items and results cross processes.

@@ -168,6 +168,8 @@ class _Worker:
     batch: BatchMatcher
     imputer: Imputer
     reader: TypingReader
+    #: Per locus of the set: vocabulary name -> code.
+    positions: list[dict[str, int]]
 
     @classmethod
     def setup(cls, reader: TypingReader, table: HaplotypeTable,
@@ -175,6 +177,7 @@ class _Worker:
         cls.reader = reader
         cls.batch = BatchMatcher(Matcher(reader.index), SEARCH_LOCI)
         cls.imputer = Imputer(table, settings)
+        cls.positions = [{name: i for i, name in enumerate(v.names)} for v in table.vocab]
 
     @classmethod
     def run(cls, texts: list[str]) -> _Part:
@@ -203,12 +206,13 @@ class _Worker:
             c = g.codes[:keep].astype(np.int32)
             for col, vocab in enumerate(g.vocab):
                 if vocab is not table.vocab[col]:  # a fallback's own vocabulary: by name
-                    c[:, col, :] = cls._recode(vocab.names, table.vocab[col].names,
-                                               c[:, col, :], part.extra[col], extra_ids[col])
+                    c[:, col, :] = cls._recode(col, vocab.names, c[:, col, :],
+                                               extra_ids[col])
             codes.append(c)
             probs.append(g.probabilities[:keep].astype(np.float32))
         if codes:
             part.codes, part.probs = np.concatenate(codes), np.concatenate(probs)
+        part.extra = [list(ids) for ids in extra_ids]  # dicts keep their numbering order
         for li in range(len(SEARCH_LOCI)):
             column = part.states[:, li]
             typed = column >= 0
@@ -218,19 +222,15 @@ class _Worker:
             part.state_keys.append([(s.typed.text, s.acting.text) for s in slots])
         return part
 
-    @staticmethod
-    def _recode(names: list[str], vocab: list[str], codes: npt.NDArray[np.int32],
-                extra: list[str], extra_ids: dict[str, int]) -> npt.NDArray[np.int32]:
-        position = {name: i for i, name in enumerate(vocab)}
-        mapping = np.empty(len(names), dtype=np.int32)
-        for code, name in enumerate(names):
-            if name in position:
-                mapping[code] = position[name]
-            else:
-                if name not in extra_ids:
-                    extra_ids[name] = len(extra)
-                    extra.append(name)
-                mapping[code] = len(vocab) + extra_ids[name]
+    @classmethod
+    def _recode(cls, col: int, names: list[str], codes: npt.NDArray[np.int32],
+                extra: dict[str, int]) -> npt.NDArray[np.int32]:
+        """Codes of a fallback's own vocabulary, by name: the set's entries get their code in
+        the set, typed alleles the set lacks are numbered past it (in ``extra``)."""
+        position = cls.positions[col]
+        mapping = np.array([position[name] if name in position
+                            else len(position) + extra.setdefault(name, len(extra))
+                            for name in names], dtype=np.int32)
         return mapping[codes]
 
 

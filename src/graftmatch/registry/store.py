@@ -223,7 +223,8 @@ class Registry:
             return sorted(conn.execute(select(records_table.c.source).distinct()).scalars())
 
     def iter_records(self) -> Iterator[dict[str, Any]]:
-        """Every record in row order, streamed (for building the index)."""
+        """Every record in row order, as stored, streamed (the index reads coded columns
+        through :meth:`coded_records` instead)."""
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
                 select(records_table).order_by(records_table.c.row))
