@@ -309,3 +309,24 @@ def test_cli_search_honours_per_locus_limits_and_registries(registry):
     assert bad.exit_code != 0 and "--per-locus entry 1 'DRB1=zero'" in bad.stdout
     unknown = search("--registries", "NOPE")
     assert unknown.exit_code != 0 and "registry or bank 'NOPE'" in unknown.stdout
+
+
+def test_alleles_the_frequency_set_lacks_are_indexed_by_name(tmp_path, index, reader, table):
+    """A donor typed exactly with an allele the set does not list (A*80:01) keeps it in the
+    index, and a patient with the same typing sees a certain 10/10."""
+    rare = ("A*01:01+A*80:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
+            "^DQB1*02:01+DQB1*03:01")
+    assert "A*80:01" not in table.vocab[table.loci.index("A")].names
+    lines = [HEADER, f'donor,RARE,REG1,,"{rare}",30,M,O+,neg,available,,\n',
+             f'donor,COMMON,REG1,,"{rare.replace("A*80:01", "A*02:01")}",30,M,O+,neg,'
+             'available,,\n']
+    (tmp_path / "r.csv").write_text("".join(lines))
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(tmp_path / "r.csv", reader)
+    build_index(reg, reader, table, default_settings(), workers=2)
+    searcher = Searcher(reg, reader, table)
+    assert "A*01:01+A*80:01" in searcher.index.info["locus_genotypes"][table.loci.index("A")]
+    result = searcher.search(Patient(rare), Criteria(max_mismatches=0, kinds=("donor",)))
+    searcher.attach_records(result.donors)
+    assert [(c.record["ext_id"], c.p_mismatches[0]) for c in result.donors] == [("RARE", 1.0)]
