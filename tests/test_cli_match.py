@@ -34,7 +34,8 @@ def test_given_a_donor_homozygous_at_c_then_9_of_10_with_a_gvh_antigen_mismatch(
     c = doc["loci"]["C"]
     assert (c["mismatches"], c["gvh_mismatches"], c["hvg_mismatches"],
             c["antigen_mismatches"]) == (1, 1, 0, 1)
-    assert c["grades"] == ["gdna", "mismatch"]
+    assert [(p["grade"], p["confidence"]) for p in c["positions"]] == [("gdna", "exact"),
+                                                                       ("mismatch", "mismatch")]
 
 
 def test_given_8_of_8_loci_then_the_count_is_over_8():

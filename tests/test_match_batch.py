@@ -11,7 +11,8 @@ from graftmatch.matching.batch import TOTALS, UNTYPED, BatchMatcher, MismatchSum
 from graftmatch.matching.grader import Matcher
 
 #: Typings exercising every path: nulls, serology, XX, MAC-free lists, DPB1, untyped loci,
-#: single copies, alternative genotypes (graded by the pair grader inside the batch).
+#: single copies, alternative genotypes (graded by the pair grader inside the batch), a
+#: permissive C mismatch.
 CURATED = [
     "A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
     "^DQB1*02:01+DQB1*03:02^DPB1*04:01+DPB1*02:01",
@@ -25,6 +26,8 @@ CURATED = [
     "A*02:05+A*01:01:01:01^B*07:02+B*08:01^C*07:01+C*07:02^DRB1*03:01+DRB1*03:01"
     "^DQB1*02:01^DPB1*06:01+DPB1*02:01",
     "A*24:09N+A*01:15N^B*08:01",
+    "A*01:01+A*02:01^C*03:03+C*07:01^DQB1*03:01+DQB1*06:02",  # C*03:03 vs C*03:04: permissive
+    "A*01:01+A*02:01^C*03:04+C*03:04^DQB1*03:02+DQB1*06:02",
 ]
 LOCI = ["A", "B", "C", "DRB1", "DQB1", "DPB1"]
 
@@ -33,11 +36,11 @@ def _expected(result):
     loci = []
     for r in result.loci:
         if not r.typed:
-            loci.append((UNTYPED,) * 8)
+            loci.append((UNTYPED,) * 9)
         else:
             loci.append((r.mismatches, r.gvh_mismatches, r.hvg_mismatches, r.antigen_mismatches,
                          r.allele_mismatches, r.unknown_mismatches, r.potential_matches,
-                         int(r.confidence)))
+                         int(r.confidence), r.permissive_mismatches))
     dpb1 = next((r for r in result.loci if r.locus == "DPB1" and r.typed), None)
     tce = kernels.TCE_VERDICTS.index(dpb1.tce.verdict) if dpb1 else UNTYPED
     untyped = sum(1 << i for i, r in enumerate(result.loci) if not r.typed)

@@ -86,6 +86,58 @@ def test_splits_of_one_broad_are_different_antigens(grade):
     assert r.antigen_mismatches == 1
 
 
+def test_c0303_vs_c0304_is_an_antigen_mismatch_under_the_wmda_split_reading(grade):
+    r = locus(grade, "C*03:03+C*07:01", "C*03:04+C*07:01", "C")
+    assert (r.mismatches, r.antigen_mismatches, r.allele_mismatches) == (1, 1, 0)
+
+
+def test_dq7_vs_dq8_is_an_allele_mismatch_when_the_site_reads_antigens_at_broad_level(
+        grade, index):
+    broad = Matcher(index, dataclasses.replace(default_policy(), antigen_mismatch_level="broad"))
+    for name, patient, donor in (("DQB1", "DQB1*03:01+DQB1*06:02", "DQB1*03:02+DQB1*06:02"),
+                                 ("C", "C*03:03+C*07:01", "C*03:04+C*07:01")):
+        r = locus(grade, patient, donor, name, m=broad)
+        assert (r.mismatches, r.antigen_mismatches, r.allele_mismatches) == (1, 0, 1), name
+        assert r.positions[0].mismatch is Relation.ALLELE
+    # Different broads stay antigen mismatches: DQ2 vs DQ3.
+    r = locus(grade, "DQB1*02:01+DQB1*06:02", "DQB1*03:02+DQB1*06:02", "DQB1", m=broad)
+    assert r.antigen_mismatches == 1
+
+
+def test_c0303_vs_c0304_is_a_permissive_mismatch_that_still_counts(grade):
+    """CIBMTR: C*03:03 vs C*03:04 survives like 8/8 (Fernandez-Vina, Blood 2014;123:1270),
+    but the donor is still 7/8."""
+    r = locus(grade, "C*03:03+C*07:01", "C*03:04+C*07:01", "C")
+    assert (r.mismatches, r.permissive_mismatches) == (1, 1)
+    assert [p.permissive for p in r.positions] == [True, False]
+    assert r.to_dict()["positions"][0]["permissive"] is True
+    # Other C mismatches, an ambiguous C*03:XX and a site policy without the rule: not so.
+    assert locus(grade, "C*03:03+C*07:01", "C*04:01+C*07:01", "C").permissive_mismatches == 0
+    assert locus(grade, "C*03:03+C*07:01", "C*03:XX+C*07:01", "C").mismatches == 0
+    assert locus(grade, "C*03:XX+C*07:01", "C*03:04+C*07:01", "C").mismatches == 0
+
+
+def test_a_site_policy_may_drop_the_permissive_c_rule(grade, index):
+    none = Matcher(index, dataclasses.replace(default_policy(), permissive_mismatches=()))
+    r = locus(grade, "C*03:03+C*07:01", "C*03:04+C*07:01", "C", m=none)
+    assert (r.mismatches, r.permissive_mismatches) == (1, 0)
+
+
+def test_policy_refuses_a_permissive_pair_that_is_not_two_alleles_of_one_locus():
+    from graftmatch.config import packaged
+    from graftmatch.matching.policy import PolicyError, parse_policy
+
+    text = packaged("graftmatch.matching", "policy.toml")
+    for bad in ('[["C*03:03", "B*03:04"]]', '[["C*03:03"]]', '[["C*03", "C*03:04"]]'):
+        edited = text.replace('permissive_mismatches = [["C*03:03", "C*03:04"]]',
+                              f"permissive_mismatches = {bad}")
+        with pytest.raises(PolicyError, match="'permissive_mismatches' entry 1"):
+            parse_policy(edited, "site.toml")
+    with pytest.raises(PolicyError, match="'antigen_mismatch_level' = 'serotype'"):
+        parse_policy(text.replace('antigen_mismatch_level = "split"',
+                                  'antigen_mismatch_level = "serotype"'), "site.toml")
+
+
 def test_dpb1_mismatch_kind_is_unknown_without_serology(grade):
     r = locus(grade, "DPB1*04:01+DPB1*02:01", "DPB1*04:01+DPB1*03:01", "DPB1")
     assert r.unknown_mismatches == 1 and r.positions[1].mismatch is Relation.UNKNOWN
@@ -116,6 +168,15 @@ def test_null_copy_acts_as_its_expressed_partner(grade):
     # Patient expresses A*01:01 only; so does the homozygous donor: no target either way.
     r = locus(grade, "A*01:01+A*24:09N", "A*01:01+A*01:01")
     assert (r.mismatches, r.gvh_mismatches, r.hvg_mismatches) == (0, 0, 0)
+
+
+def test_a_null_allele_against_an_expressed_one_is_graded_expressing_vs_null_not_gdna(grade):
+    """Nothing is counted (the null's partner matches), but the copies are not the same allele:
+    A*24:09N faces A*01:01 [11 WMDA framework; 17 Atlas]."""
+    r = locus(grade, "A*01:01+A*24:09N", "A*01:01+A*01:01")
+    assert [(p.patient, p.donor, p.grade) for p in r.positions] == [
+        ("A*01:01", "A*01:01", Grade.GDNA), ("A*24:09N", "A*01:01", Grade.EXPRESSING_VS_NULL)]
+    assert r.positions[1].mismatch is None
 
 
 def test_expressed_allele_against_a_null_is_host_versus_graft(grade):
@@ -279,5 +340,5 @@ def test_result_is_immutable_and_json_ready(grade):
     doc = result.to_dict()
     assert doc["match_count"] == "10/10"
     assert set(doc["loci"]["A"]) >= {"mismatches", "gvh_mismatches", "hvg_mismatches",
-                                     "antigen_mismatches", "grades", "confidence"}
+                                     "antigen_mismatches", "positions", "confidence"}
     assert doc["loci"]["DPB1"]["tce"] == "permissive"

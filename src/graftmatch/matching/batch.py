@@ -31,8 +31,9 @@ from graftmatch.typing.parser import TypingReader
 
 Array = npt.NDArray[Any]
 #: Fields per pair and locus in :attr:`PairBlock.loci`.
-FIELDS = ("mismatches", "gvh", "hvg", "antigen", "allele", "unknown", "potential", "confidence")
-MM, GVH, HVG, ANTIGEN, ALLELE, UNKNOWN, POTENTIAL, CONFIDENCE = range(len(FIELDS))
+FIELDS = ("mismatches", "gvh", "hvg", "antigen", "allele", "unknown", "potential", "confidence",
+          "permissive")
+MM, GVH, HVG, ANTIGEN, ALLELE, UNKNOWN, POTENTIAL, CONFIDENCE, PERMISSIVE = range(len(FIELDS))
 #: Marks an untyped locus (either side) in :attr:`PairBlock.loci`, and "no DPB1" for TCE.
 UNTYPED = 255
 #: Per-pair totals over the loci typed on both sides, in :attr:`PairBlock.totals`; ``untyped``
@@ -234,7 +235,8 @@ class BatchMatcher:
                 out[k, li] = [v or 0 for v in (
                     locus.mismatches, locus.gvh_mismatches, locus.hvg_mismatches,
                     locus.antigen_mismatches, locus.allele_mismatches, locus.unknown_mismatches,
-                    locus.potential_matches, int(locus.confidence))]
+                    locus.potential_matches, int(locus.confidence),
+                    locus.permissive_mismatches)]
                 if locus.tce is not None:
                     tce[k] = kernels.TCE_VERDICTS.index(locus.tce.verdict)
             untyped = sum(1 << li for li, locus in enumerate(result.loci) if not locus.typed)
@@ -272,7 +274,7 @@ def _grade_pairs(patient_rows: Array, donor_rows: Array, p_states: Array, d_stat
             c12 = int(table[li, a1, b2])
             c21 = int(table[li, a2, b1])
             c22 = int(table[li, a2, b2])
-            cross, mm, gvh, hvg, potential, antigen, allele, unknown = kernels.orient(
+            cross, mm, gvh, hvg, potential, antigen, allele, unknown, permissive = kernels.orient(
                 c11, c12, c21, c22)
             conf = min(c12 & 3, c21 & 3) if cross else min(c11 & 3, c22 & 3)
             out[k, li, 0] = mm
@@ -283,6 +285,7 @@ def _grade_pairs(patient_rows: Array, donor_rows: Array, p_states: Array, d_stat
             out[k, li, 5] = unknown
             out[k, li, 6] = potential
             out[k, li, 7] = conf
+            out[k, li, 8] = permissive
             t_mm += mm
             t_typed += 1
             t_gvh += gvh

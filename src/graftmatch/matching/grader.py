@@ -28,6 +28,7 @@ from graftmatch.matching.grades import (
     Relation,
     confidence_of,
     match_code,
+    permissive_of,
     relation_of,
 )
 from graftmatch.matching.policy import MatchPolicy, default_policy
@@ -179,7 +180,7 @@ class Matcher:
         codes = [[match_code(p[i], d[j]) for j in (0, 1)] for i in (0, 1)]
         if ambiguous:  # the genotype itself is one of several: no match is more than potential
             codes = [[min(c & 3, 1) | (c & ~3) for c in row] for row in codes]
-        cross, mm, gvh, hvg, potential, antigen, allele, unknown = kernels.orient(
+        cross, mm, gvh, hvg, potential, antigen, allele, unknown, permissive = kernels.orient(
             codes[0][0], codes[0][1], codes[1][0], codes[1][1])
         pairs = ((0, 1), (1, 0)) if cross else ((0, 0), (1, 1))
         positions = []
@@ -192,12 +193,14 @@ class Matcher:
                 grade=self.grader.grade(p[i], d[j]),
                 confidence=conf,
                 mismatch=Relation(relation_of(code)) if conf is Confidence.MISMATCH else None,
+                permissive=conf is Confidence.MISMATCH and permissive_of(code),
             ))
         tce = self._tce(p, d, mm > 0) if locus == "DPB1" else None
         result = LocusResult(
             locus=locus, typed=True, counted=counted, mismatches=mm, gvh_mismatches=gvh,
             hvg_mismatches=hvg, antigen_mismatches=antigen, allele_mismatches=allele,
             unknown_mismatches=unknown, potential_matches=potential,
+            permissive_mismatches=permissive,
             confidence=min(pos.confidence for pos in positions),
             orientation="cross" if cross else "direct", positions=tuple(positions), tce=tce)
         return _Graded((2 - mm, -antigen, -unknown, -potential), result)

@@ -63,8 +63,8 @@ class Relation(IntEnum):
         return self.name.lower()
 
 
-def encode(confidence: int, relation: int) -> int:
-    return confidence | (relation << 2)
+def encode(confidence: int, relation: int, permissive: int = 0) -> int:
+    return confidence | (relation << 2) | (permissive << 4)
 
 
 def confidence_of(code: int) -> int:
@@ -72,11 +72,17 @@ def confidence_of(code: int) -> int:
 
 
 def relation_of(code: int) -> int:
-    return code >> 2
+    return (code >> 2) & 3
+
+
+def permissive_of(code: int) -> bool:
+    """A mismatch of a pair the policy lists as permissive (C*03:03 vs C*03:04)."""
+    return bool(code >> 4 & 1)
 
 
 def match_code(patient: Slot, donor: Slot) -> int:
-    """Confidence and, for a mismatch, its kind, packed as ``confidence | relation << 2``."""
+    """Confidence and, for a mismatch, its kind, packed as ``confidence | relation << 2 |
+    permissive << 4``."""
     if patient.typed.null and donor.typed.null:
         p, d = patient.typed, donor.typed
         return encode(Confidence.DEFINITE if p.single and d.single else Confidence.EXACT, 0)
@@ -90,7 +96,8 @@ def match_code(patient: Slot, donor: Slot) -> int:
             relation = Relation.ANTIGEN
         else:
             relation = Relation.ALLELE
-        return encode(Confidence.MISMATCH, relation)
+        permissive = any((n, 1 - side) in d.permissive for n, side in p.permissive)
+        return encode(Confidence.MISMATCH, relation, int(permissive))
     if p.single and d.single and patient.typed.single and donor.typed.single:
         return encode(Confidence.DEFINITE, 0)
     if len(p.keys) == 1 and p.keys == d.keys:
@@ -110,10 +117,12 @@ class Grader:
     def grade(self, patient: Slot, donor: Slot) -> Grade:
         if patient.typed.null and donor.typed.null:
             return self._null_grade(patient.typed, donor.typed)
+        if patient.typed.null or donor.typed.null:
+            # Even when the null copy's expressed partner matches (so nothing is counted), the
+            # copies themselves are an expressed allele against a null one [11 WMDA; 17 Atlas].
+            return Grade.EXPRESSING_VS_NULL
         p, d = patient.acting, donor.acting
         if p.keys.isdisjoint(d.keys):
-            if patient.typed.null or donor.typed.null:
-                return Grade.EXPRESSING_VS_NULL
             return Grade.MISMATCH
         if p.serology or d.serology:
             return self._serology_grade(p, d) or Grade.P_GROUP

@@ -6,9 +6,10 @@ in both pairings, direct (p1-d1, p2-d2) and cross (p1-d2, p2-d1), and keeps the 
 compiles the very same functions with numba (``register_jitable`` leaves them plain Python
 when called from Python). They therefore use only integers and tuples.
 
-A comparison code is ``confidence | relation << 2`` (see :mod:`graftmatch.matching.grades`):
-confidence 0 = mismatch, 1 potential, 2 exact, 3 definite; relation (for mismatches)
-0 = allele-level, 1 = antigen-level, 2 = unknown.
+A comparison code is ``confidence | relation << 2 | permissive << 4`` (see
+:mod:`graftmatch.matching.grades`): confidence 0 = mismatch, 1 potential, 2 exact, 3 definite;
+relation (for mismatches) 0 = allele-level, 1 = antigen-level, 2 = unknown; permissive 1 for a
+mismatch of a pair the policy lists as permissive.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ CATEGORIES = ("mismatch", "potential", "exact", "definite", "permissive-mismatch
 
 
 @register_jitable
-def _pairing(a: int, b: int) -> tuple[int, int, int, int, int, int]:
+def _pairing(a: int, b: int) -> tuple[int, int, int, int, int, int, int]:
     """Score one pairing of two comparisons: matches, then tie-breakers."""
     matches = 0
     potential = 0
     antigen = 0
     unknown = 0
     confidence = 0
+    permissive = 0
     for code in (a, b):
         c = code & 3
         if c > 0:
@@ -42,25 +44,28 @@ def _pairing(a: int, b: int) -> tuple[int, int, int, int, int, int]:
             if c == 1:
                 potential += 1
         else:
-            r = code >> 2
+            r = (code >> 2) & 3
             if r == 1:
                 antigen += 1
             elif r == 2:
                 unknown += 1
-    return matches, potential, antigen, unknown, confidence, 2 - matches - antigen - unknown
+            permissive += (code >> 4) & 1
+    return (matches, potential, antigen, unknown, confidence, 2 - matches - antigen - unknown,
+            permissive)
 
 
 @register_jitable
 def orient(c11: int, c12: int, c21: int, c22: int) -> tuple[int, int, int, int, int, int, int,
-                                                             int]:
+                                                             int, int]:
     """Grade one locus from the four comparisons ``c_ij`` (patient copy i, donor copy j).
 
-    Returns ``(cross, mismatches, gvh, hvg, potential, antigen, allele, unknown)``: whether the
-    cross pairing won; mismatches of the better pairing (most matches; then fewer antigen-level
-    and unknown mismatches, fewer potential matches, higher confidence); graft-versus-host
-    mismatches (patient copies the donor lacks); host-versus-graft mismatches (donor copies the
-    patient lacks); matches that are only potential; and the mismatches at antigen level, at
-    allele level, and of unknown kind.
+    Returns ``(cross, mismatches, gvh, hvg, potential, antigen, allele, unknown, permissive)``:
+    whether the cross pairing won; mismatches of the better pairing (most matches; then fewer
+    antigen-level and unknown mismatches, fewer potential matches, higher confidence);
+    graft-versus-host mismatches (patient copies the donor lacks); host-versus-graft mismatches
+    (donor copies the patient lacks); matches that are only potential; the mismatches at
+    antigen level, at allele level, and of unknown kind; and the mismatches the policy lists
+    as permissive.
     """
     d = _pairing(c11, c22)
     x = _pairing(c12, c21)
@@ -74,7 +79,7 @@ def orient(c11: int, c12: int, c21: int, c22: int) -> tuple[int, int, int, int, 
     m22 = (c22 & 3) > 0
     gvh = (0 if (m11 or m12) else 1) + (0 if (m21 or m22) else 1)
     hvg = (0 if (m11 or m21) else 1) + (0 if (m12 or m22) else 1)
-    return cross, 2 - best[0], gvh, hvg, best[1], best[2], best[5], best[3]
+    return cross, 2 - best[0], gvh, hvg, best[1], best[2], best[5], best[3], best[6]
 
 
 @register_jitable

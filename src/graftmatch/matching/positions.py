@@ -37,9 +37,13 @@ class Position:
     single: bool
     #: Level groups (P or G) of the expressed alleles; ``{NULL}`` for a null copy.
     keys: frozenset[str]
-    #: Split-level serological antigens of the expressed alleles (associated antigens read as
-    #: their parent: A203 -> A2); empty when serology is not defined for them.
+    #: Serological antigens of the expressed alleles at the policy's antigen mismatch level
+    #: (split: associated antigens read as their parent, A203 -> A2; broad: splits read as
+    #: their broad, Cw9 -> Cw3); empty when serology is not defined for them.
     antigens: frozenset[str]
+    #: ``(pair, side)`` for each permissive pair of the policy this copy belongs to (every
+    #: allele it may be is that side's allele): see :func:`.grades.match_code`.
+    permissive: frozenset[tuple[int, int]] = frozenset()
 
 
 class PositionReader:
@@ -69,6 +73,15 @@ class PositionReader:
         null = nulls == ids
         expressing = ids - nulls
         serology = any(call.kind is CallKind.SEROLOGY for call in alleles)
+        antigens = frozenset(a for i in expressing for a in self.split_antigens(i))
+        if self.policy.antigen_mismatch_level == "broad":
+            antigens = frozenset(self.index.broad_of.get(a, a) for a in antigens)
+        permissive: frozenset[tuple[int, int]] = frozenset()
+        if expressing and not serology:
+            two = {truncate(names[i], 2).rstrip("NLSCAQ") for i in expressing}
+            permissive = frozenset((n, side)
+                                   for n, pair in enumerate(self.policy.permissive_mismatches)
+                                   for side in (0, 1) if two == {pair[side]})
         group = self.index.p_group if self.policy.level == "P" else self.index.g_group
         if null:
             keys = frozenset({NULL_KEY})
@@ -85,7 +98,8 @@ class PositionReader:
             serology=serology,
             single=len(ids) == 1 and not serology,
             keys=keys,
-            antigens=frozenset(a for i in expressing for a in self.split_antigens(i)),
+            antigens=antigens,
+            permissive=permissive,
         )
 
     def split_antigens(self, i: int) -> tuple[str, ...]:

@@ -18,11 +18,14 @@ class PositionResult:
     confidence: Confidence
     #: For a mismatch: antigen-level, allele-level or unknown; None for a match.
     mismatch: Relation | None
+    #: A mismatch of a pair the matching policy lists as permissive (C*03:03 vs C*03:04).
+    permissive: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"patient": self.patient, "donor": self.donor, "grade": self.grade.value,
                 "confidence": self.confidence.label,
-                "mismatch": self.mismatch.label if self.mismatch is not None else None}
+                "mismatch": self.mismatch.label if self.mismatch is not None else None,
+                "permissive": self.permissive}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,8 @@ class LocusResult:
     unknown_mismatches: int | None = None
     #: Matches that hold only for some of the alleles the typings allow.
     potential_matches: int | None = None
+    #: Mismatches of pairs the policy lists as permissive (still counted).
+    permissive_mismatches: int | None = None
     confidence: Confidence = Confidence.POTENTIAL
     orientation: str | None = None
     positions: tuple[PositionResult, ...] = ()
@@ -70,9 +75,9 @@ class LocusResult:
             allele_mismatches=self.allele_mismatches,
             unknown_mismatches=self.unknown_mismatches,
             potential_matches=self.potential_matches,
+            permissive_mismatches=self.permissive_mismatches,
             confidence=self.confidence.label,
             orientation=self.orientation,
-            grades=[p.grade.value for p in self.positions],
             positions=[p.to_dict() for p in self.positions],
         )
         if self.tce is not None:

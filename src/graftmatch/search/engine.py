@@ -315,7 +315,8 @@ class Searcher:
                     **dict(zip(FIELDS, (v or 0 for v in (
                         r.mismatches, r.gvh_mismatches, r.hvg_mismatches, r.antigen_mismatches,
                         r.allele_mismatches, r.unknown_mismatches, r.potential_matches,
-                        int(r.confidence))), strict=True)), "typed": True}
+                        int(r.confidence), r.permissive_mismatches)), strict=True)),
+                    "typed": True}
                 for r in result.loci})
         return out
 
