@@ -53,7 +53,7 @@ def test_given_dpb1_then_the_tce_verdict_is_reported():
 def test_table_output_names_the_count_and_the_level():
     result = run("--patient", PATIENT, "--donor", DONOR_C_HOMOZYGOUS)
     assert result.exit_code == 0
-    assert "9/10 over A, B, C, DRB1, DQB1: mismatch" in result.stdout
+    assert "9/10 at A, B, C, DRB1, DQB1: mismatch" in result.stdout
     assert "P group level" in result.stdout and "C*05:01" in result.stdout
 
 

@@ -156,9 +156,15 @@ def test_probabilities_equal_the_pairwise_prediction(registry, reader, table):
 
 
 def test_ranking_puts_fewer_mismatches_then_younger_donors_first(registry, reader, table):
-    result = Searcher(registry, reader, table).search(
-        Patient(read_wmda("pat.gl.txt.gz")[2][1]), Criteria(max_mismatches=3))
-    keys = [(c.mismatches, -int(c.p_mismatches[0] / 0.1 + 1e-9), c.age) for c in result.donors]
+    searcher = Searcher(registry, reader, table)
+    result = searcher.search(Patient(read_wmda("pat.gl.txt.gz")[2][1]),
+                             Criteria(max_mismatches=3))
+    searcher.attach_records(result.donors)
+    bands = [0 if c.age < 33 else 1 if c.age < 43 else 2 if c.age < 53 else 3
+             for c in result.donors]
+    keys = [(c.core_mismatches, -int(c.p_core_match / 0.1 + 1e-9), c.core_mismatches
+             - sum(locus.get("permissive_mismatches") or 0 for locus in c.loci.values()), band)
+            for c, band in zip(result.donors, bands, strict=True)]
     assert keys == sorted(keys)
     assert [c.rank for c in result.donors] == list(range(1, len(result.donors) + 1))
 
@@ -230,9 +236,9 @@ def test_a_killed_import_leaves_the_registry_as_it_was(tmp_path, index, reader):
 
 def test_ranking_follows_the_guideline_order_for_donors_and_cord_dose(tmp_path, index, reader,
                                                                       table):
-    """Same HLA, different donors: age, then CMV, sex and ABO decide (ranking.toml); cords go
-    by mismatches, then target dose, then TNC/kg, and double units come when no single unit
-    reaches the target."""
+    """Same HLA, different donors: the age band, then CMV, ABO and sex decide (ranking.toml);
+    cords go by HLA-and-dose group, then target dose, and units below the single-unit floor
+    come only in double-unit pairs, offered when no single unit reaches the target."""
     same = ("A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
             "^DQB1*02:01+DQB1*03:01")
     one_mm = same.replace("A*02:01", "A*03:01")
@@ -266,16 +272,20 @@ def test_ranking_follows_the_guideline_order_for_donors_and_cord_dose(tmp_path, 
 
     result = searcher.search(Patient(same, weight_kg=20, cmv="negative", abo="A", sex="M"),
                              Criteria(max_mismatches=1))
-    assert ids(result.donors) == ["BEST", "ABO-B", "FEMALE", "CMVPOS", "OLD", "ONE-MM"]
+    assert ids(result.donors) == ["BEST", "FEMALE", "ABO-B", "CMVPOS", "OLD", "ONE-MM"]
     assert [c.rank for c in result.donors] == [1, 2, 3, 4, 5, 6]
-    # 20 kg: TNC/kg 3.0, 6.0, 1.0 (below 1.5: dropped), 2.0, and 10.0 with a mismatch.
-    assert ids(result.cords) == ["C120", "C60", "C40", "C200-1MM"]
-    assert [c.tnc_per_kg for c in result.cords] == [6.0, 3.0, 2.0, 10.0]
+    # 20 kg: TNC/kg 3.0, 6.0 (group 1), 1.0 (below 1.5: dropped), 2.0 (below the single floor
+    # 2.5: pairs only), and 10.0 with a mismatch (group 2).
+    assert ids(result.cords) == ["C120", "C60", "C200-1MM"]
+    assert [c.tnc_per_kg for c in result.cords] == [6.0, 3.0, 10.0]
+    assert [c.dose_group for c in result.cords] == [1, 1, 2]
     assert result.double_cords == []
-    # 50 kg: 1.2 and 0.8 are dropped; no single unit reaches 5.0, so the pair is offered.
+    # 50 kg: 1.2, 0.4 and 0.8 are dropped, 2.4 is pairs only; no single unit reaches 5.0, so
+    # the pair is offered.
     result = searcher.search(Patient(same, weight_kg=50), Criteria(max_mismatches=1))
-    assert ids(result.cords) == ["C120", "C200-1MM"]
-    assert [(a.rank, b.rank) for a, b in result.double_cords] == [(1, 2)]
+    assert ids(result.cords) == ["C200-1MM"]
+    assert [(ids([a])[0], ids([b])[0]) for a, b in result.double_cords] == [("C120",
+                                                                             "C200-1MM")]
 
 
 def test_cli_search_honours_per_locus_limits_and_registries(registry):

@@ -135,9 +135,11 @@ def _print_result(result: MatchResult) -> None:
             continue
         for k, pos in enumerate(locus.positions):
             first = k == 0
+            kind = "" if pos.mismatch is None else (
+                pos.mismatch.label + (", permissive" if pos.permissive else ""))
             table.add_row(
                 name if first else "", pos.patient, pos.donor, pos.grade.value,
-                pos.confidence.label, pos.mismatch.label if pos.mismatch is not None else "",
+                pos.confidence.label, kind,
                 str(locus.mismatches) if first else "", str(locus.gvh_mismatches) if first
                 else "", str(locus.hvg_mismatches) if first else "",
                 (locus.tce.verdict if locus.tce and first else ""),
@@ -145,10 +147,8 @@ def _print_result(result: MatchResult) -> None:
     out.print(table)
     if not all(locus.counted for locus in result.loci):
         out.print("* graded, not counted in the match count")
-    counted = ", ".join(result.counted_loci)
-    line = (f"[bold]{result.match_count}[/] over {counted}: {result.category}; "
-            f"GvH {result.gvh_mismatches}, HvG {result.hvg_mismatches}, "
-            f"{result.antigen_mismatches} at antigen level")
+    line = (f"[bold]{result.label()}[/]; GvH {result.gvh_mismatches}, HvG "
+            f"{result.hvg_mismatches}, {result.antigen_mismatches} at antigen level")
     if result.untyped_loci:
-        line += f"; untyped: {', '.join(result.untyped_loci)} (counted only where typed)"
+        line += " (untyped loci are counted as neither match nor mismatch)"
     out.print(line)

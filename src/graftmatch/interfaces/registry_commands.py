@@ -20,7 +20,7 @@ from graftmatch.prediction.settings import default_settings
 from graftmatch.registry.index import build_index, open_index
 from graftmatch.registry.store import Registry, RegistryError, sha256_of
 from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
-from graftmatch.search.ranking import default_ranking, load_ranking
+from graftmatch.search.ranking import Ranking, default_ranking, load_ranking
 from graftmatch.typing.parser import TypingReader
 
 registry_app = typer.Typer(help="Donor registries: import records, build the search index, "
@@ -175,9 +175,8 @@ def search(
         reader = open_reader()
         reg = Registry(registry)
         table, steps = _table(reg, reader, population)
-        searcher = Searcher(reg, reader, table,
-                            load_ranking(ranking) if ranking else default_ranking(),
-                            population_steps=steps)
+        rules = load_ranking(ranking) if ranking else default_ranking()
+        searcher = Searcher(reg, reader, table, rules, population_steps=steps)
         criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
                             max_mismatches=max_mismatches,
                             per_locus=parse_per_locus(per_locus),
@@ -187,14 +186,17 @@ def search(
         request = Patient(patient, weight, cmv, abo, sex, age)
         result = searcher.search(request, criteria)
         shown = result.donors[:limit] + result.cords[:limit]
-        searcher.attach_records(shown)
+        searcher.attach_records(shown + [u for pair in result.double_cords for u in pair])
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
         out.print_json(json.dumps({"patient": dataclasses.asdict(request),
-                                   **result_dict(result, limit)}))
+                                   "ranking": {"source": rules.source,
+                                               "donor_order": list(rules.donor_order),
+                                               "cord_order": list(rules.cord_order)},
+                                   **result_dict(result, limit)}, allow_nan=False))
         return
-    print_result(result, criteria, limit)
+    print_result(result, criteria, limit, rules)
 
 
 def parse_per_locus(text: str | None) -> dict[str, int]:
@@ -213,14 +215,19 @@ def parse_per_locus(text: str | None) -> dict[str, int]:
 
 def _candidate_dict(c: Candidate) -> dict[str, Any]:
     rec = c.record
+    match = c.match.to_dict() if c.match is not None else {}
     return {"rank": c.rank, "kind": c.kind, "id": rec.get("ext_id"),
             "source": rec.get("source"), "hla": rec.get("gl"), "mismatches": c.mismatches,
+            "match_count": match.get("match_count"), "match": match.get("label"),
+            "typed_loci": match.get("typed_loci"), "untyped_loci": match.get("untyped_loci"),
+            "confidence": match.get("confidence"), "category": match.get("category"),
+            "core_mismatches": c.core_mismatches, "p_core_match": c.p_core_match,
             "loci": c.loci, "p_mismatches": {str(k): p for k, p in enumerate(c.p_mismatches)},
             "p_locus": c.p_locus, "p_permissive_dpb1": c.p_permissive_dpb1, "tce": c.tce,
             "imputation": c.imputation, "truncated_mass": c.truncated_mass, "age": c.age,
             "sex": rec.get("sex"), "abo": rec.get("abo"), "rh": rec.get("rh"),
             "cmv": rec.get("cmv"), "tnc_per_kg": c.tnc_per_kg, "cd34_per_kg": c.cd34_per_kg,
-            "reasons": c.reasons}
+            "dose_group": c.dose_group, "reasons": c.reasons}
 
 
 def result_dict(result: SearchResult, limit: int) -> dict[str, Any]:
@@ -232,23 +239,33 @@ def result_dict(result: SearchResult, limit: int) -> dict[str, Any]:
                              for a, b in result.double_cords]}
 
 
-def print_result(result: SearchResult, criteria: Criteria, limit: int) -> None:
+def _match_cell(c: Candidate, n: int) -> str:
+    return c.match.label() if c.match is not None else f"{n - c.mismatches}/{n} by typing"
+
+
+def print_result(result: SearchResult, criteria: Criteria, limit: int,
+                 ranking: Ranking | None = None) -> None:
     n = 2 * len(criteria.loci)
+    r = ranking or default_ranking()
+    core = [locus for locus in r.core_loci if locus in criteria.loci]
     out.print(f"searched {result.counts['records']:,} records ({result.counts['typings']:,} "
               f"distinct typings) in {result.seconds['total']:.2f} s: "
               f"{result.counts['donors']:,} donors and {result.counts['cords']:,} cord units "
               "within the criteria")
     donors = Table(title=f"adult donors, up to {criteria.max_mismatches} mismatches over "
-                   f"{', '.join(criteria.loci)}")
-    for column in ("#", "donor", "match", f"P({n}/{n})", f"P(>={n - 1}/{n})", "age",
-                   "sex", "CMV", "ABO", "DPB1", "why"):
+                   f"{', '.join(criteria.loci)}; ranked by {', '.join(r.donor_order)} "
+                   f"({r.source})")
+    m = 2 * len(core)
+    for column in ("#", "donor", "match", f"P({m}/{m})", f"P({n}/{n})", f"P(>={n - 1}/{n})",
+                   "age", "sex", "CMV", "ABO", "DPB1", "why"):
         donors.add_column(column)
     for c in result.donors[:limit]:
         rec = c.record
         p = c.p_mismatches
         donors.add_row(str(c.rank), f"{rec.get('source')}:{rec.get('ext_id')}",
-                       f"{n - c.mismatches}/{n}", f"{p[0]:.2f}" if p else "-",
-                       f"{sum(p[:2]):.2f}" if p else "-",
+                       _match_cell(c, n),
+                       f"{c.p_core_match:.2f}" if c.p_core_match is not None else "-",
+                       f"{p[0]:.2f}" if p else "-", f"{sum(p[:2]):.2f}" if p else "-",
                        f"{c.age:.0f}" if c.age is not None else "-", rec.get("sex") or "-",
                        rec.get("cmv") or "-", f"{rec.get('abo') or ''}{rec.get('rh') or ''}",
                        c.tce or (f"P(perm) {c.p_permissive_dpb1:.2f}"
@@ -256,20 +273,29 @@ def print_result(result: SearchResult, criteria: Criteria, limit: int) -> None:
                        "; ".join(c.reasons))
     out.print(donors)
     if result.cords:
-        cords = Table(title="cord blood units")
+        cords = Table(title=f"cord blood units (single units at TNC >= "
+                      f"{r.single_min_tnc_per_kg:g} x10^7/kg; ranked by "
+                      f"{', '.join(r.cord_order)})")
         for column in ("#", "unit", "match", "TNC x10^7/kg", "CD34 x10^5/kg", "why"):
             cords.add_column(column)
         for c in result.cords[:limit]:
             rec = c.record
             cords.add_row(str(c.rank), f"{rec.get('source')}:{rec.get('ext_id')}",
-                          f"{c.mismatches} MM",
+                          _match_cell(c, 2 * len(r.cord_loci)),
                           f"{c.tnc_per_kg:.2f}" if c.tnc_per_kg is not None else "-",
                           f"{c.cd34_per_kg:.2f}" if c.cd34_per_kg is not None else "-",
                           "; ".join(c.reasons))
         out.print(cords)
     if result.double_cords:
-        out.print(f"double-unit pairs offered (no single unit reaches the target dose): "
-                  f"{len(result.double_cords)}")
+        out.print(f"double-unit pairs offered (no single unit reaches the target dose of "
+                  f"{r.target_tnc_per_kg:g} x10^7/kg; units below the single-unit floor appear "
+                  "only here):")
+        for a, b in result.double_cords[:5]:
+            out.print(f"  {a.record.get('ext_id')} ({a.mismatches} MM, {a.tnc_per_kg:.2f}) + "
+                      f"{b.record.get('ext_id')} ({b.mismatches} MM, {b.tnc_per_kg:.2f}) = "
+                      f"{(a.tnc_per_kg or 0) + (b.tnc_per_kg or 0):.2f} x10^7/kg",
+                      highlight=False)
+    out.print("Results support the transplant team's decision; they do not make it.")
 
 
 @registry_app.command("generate")
@@ -328,7 +354,8 @@ def demo_search(reader: TypingReader, hf: Path, population: str | None,
     searcher = Searcher(reg, reader, _table(reg, reader)[0])
     criteria = Criteria()
     result = searcher.search(DEMO_C1Q_PATIENT, criteria)
-    searcher.attach_records(result.donors[:10] + result.cords[:10])
+    searcher.attach_records(result.donors[:10] + result.cords[:10]
+                            + [u for pair in result.double_cords for u in pair])
     out.print(f"patient: C1q deficiency, 6 years, 18 kg, male, CMV-negative, blood group A; "
               f"HLA {DEMO_C1Q_PATIENT.typing}", highlight=False)
     print_result(result, criteria, 10)

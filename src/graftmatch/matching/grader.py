@@ -100,10 +100,14 @@ class Matcher:
         return self._grade_genotypes(locus, self.slots(patient), self.slots(donor), False,
                                      True).result
 
-    def match(self, patient: Typing, donor: Typing,
-              loci: Sequence[str] | None = None) -> MatchResult:
+    def match(self, patient: Typing, donor: Typing, loci: Sequence[str] | None = None,
+              graded: Sequence[str] | None = None) -> MatchResult:
+        """Grade a pair. ``loci`` are counted (default: the policy's), ``graded`` are graded
+        too where both sides carry them (default: the counted loci when ``loci`` is given,
+        else the policy's graded loci)."""
         if loci:
-            counted = graded = self.check_loci(loci)
+            counted = self.check_loci(loci)
+            graded = self.check_loci((*counted, *(graded or ())))
         else:
             counted = self.policy.counted_loci
             graded = tuple(dict.fromkeys((*self.policy.counted_loci, *self.policy.graded_loci)))

@@ -101,6 +101,16 @@ class MatchResult:
     confidence: Confidence
     category: str
 
+    def label(self) -> str:
+        """The match as one line, the same wherever it is shown (``match``, ``search``): the
+        count over the loci typed on both sides, the counted loci left untyped, and the
+        category, e.g. ``4/4 at A, B; untyped C, DRB1, DQB1: potential``."""
+        typed = [r.locus for r in self.loci if r.counted and r.typed]
+        text = f"{self.match_count} at {', '.join(typed) or 'no typed locus'}"
+        if self.untyped_loci:
+            text += f"; untyped {', '.join(self.untyped_loci)}"
+        return f"{text}: {self.category}"
+
     def locus(self, name: str) -> LocusResult:
         for result in self.loci:
             if result.locus == name:
@@ -113,6 +123,8 @@ class MatchResult:
             "release": self.release,
             "counted_loci": list(self.counted_loci),
             "match_count": self.match_count,
+            "label": self.label(),
+            "typed_loci": [r.locus for r in self.loci if r.counted and r.typed],
             "total_mismatches": self.total_mismatches,
             "gvh_mismatches": self.gvh_mismatches,
             "hvg_mismatches": self.hvg_mismatches,

@@ -27,10 +27,20 @@ import numpy.typing as npt
 
 from graftmatch.errors import GraftmatchError
 from graftmatch.matching import kernels
-from graftmatch.matching.batch import FIELDS, BatchMatcher, Cohort
+from graftmatch.matching.batch import (
+    CONFIDENCE,
+    FIELDS,
+    GVH,
+    MM,
+    PERMISSIVE,
+    UNTYPED,
+    BatchMatcher,
+    Cohort,
+)
 from graftmatch.matching.grader import Matcher
 from graftmatch.matching.grades import match_code
 from graftmatch.matching.kernels import TCE_VERDICTS
+from graftmatch.matching.result import MatchResult
 from graftmatch.prediction.haplotypes import HaplotypeTable
 from graftmatch.prediction.imputation import Imputation, Imputer
 from graftmatch.prediction.settings import ImputationSettings, default_settings
@@ -72,7 +82,9 @@ class Candidate:
     row: int
     kind: str
     typing: int
+    #: Typing-based mismatches over the counted loci (the search's) or the cord loci.
     mismatches: int
+    #: Per locus, as ``graftmatch match`` reports it (filled for the candidates shown).
     loci: dict[str, dict[str, Any]]
     p_mismatches: list[float]
     p_locus: dict[str, list[float]]
@@ -81,11 +93,20 @@ class Candidate:
     truncated_mass: float
     imputation: str
     age: float | None
+    #: Typing-based mismatches at the ranking's core loci (A, B, C, DRB1 counted) and the
+    #: probability of none there.
+    core_mismatches: int = 0
+    p_core_match: float | None = None
     tnc_per_kg: float | None = None
     cd34_per_kg: float | None = None
+    #: Cord units: the HLA-and-dose group of ranking.toml (None without the patient's weight).
+    dose_group: int | None = None
     rank: int = 0
     reasons: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
+    #: The pair grader's result against the patient (filled for the candidates shown): the
+    #: same grades, count and label as ``graftmatch match``.
+    match: MatchResult | None = None
     #: CMV, sex and ABO codes of the record (see :mod:`graftmatch.registry.index`).
     codes: tuple[int, int, int] = (0, 0, 0)
     #: Where the per-locus detail is read from when the candidate is shown.
@@ -197,7 +218,7 @@ class Searcher:
         t = time.perf_counter()
         patient_imp = self.imputer.impute(typing)
         cand_typings = np.unique(typing_of[rows])
-        probs = self._probabilities(patient_imp, cand_typings, criteria.loci)
+        probs = self._probabilities(patient_imp, cand_typings, criteria)
         p_states, p_tce, table = readings[0]
         grades = self._grades(p_states, p_tce, table, cand_typings)
         exact = self._exact_grades(typing, exact_rows, criteria)
@@ -205,7 +226,7 @@ class Searcher:
 
         t = time.perf_counter()
         found = _Found(self, rows, np.searchsorted(cand_typings, typing_of[rows]), grades,
-                       probs, exact, criteria, patient)
+                       probs, exact, criteria, patient, typing)
         donors = self._rank_donors(found, patient)
         cords, doubles = self._rank_cords(found, patient)
         times["rank"] = time.perf_counter() - t
@@ -296,9 +317,9 @@ class Searcher:
         return {"loci": block.loci, "tce": block.tce}
 
     def _exact_grades(self, typing: Any, rows: npt.NDArray[np.int64], criteria: Criteria
-                      ) -> dict[int, tuple[int, dict[str, dict[str, Any]]]]:
-        """Pairs where either typing lists alternative genotypes: graded by the pair grader,
-        reported with the same fields as the compiled grading."""
+                      ) -> dict[int, tuple[int, npt.NDArray[np.uint8]]]:
+        """Pairs where either typing lists alternative genotypes: graded by the pair grader;
+        per row its count and its per-locus fields in the compiled layout (:data:`FIELDS`)."""
         if not len(rows):
             return {}
         texts = self.registry.typings(int(self.index.typing_ids[self.index.typing[r]])
@@ -306,25 +327,35 @@ class Searcher:
         out = {}
         for row in rows:
             gl = texts[int(self.index.typing_ids[self.index.typing[row]])]
-            loci = criteria.loci if self.index.kind[row] == 0 else self.ranking.cord_loci
-            result = self.matcher.match(typing, self.reader.parse(gl), loci)
+            counted = criteria.loci if self.index.kind[row] == 0 else self.ranking.cord_loci
+            result = self.matcher.match(typing, self.reader.parse(gl), counted,
+                                        graded=self.loci)
+            by_locus = {r.locus: r for r in result.loci}
             over = any((r.mismatches or 0) > criteria.per_locus.get(r.locus, 2)
                        for r in result.loci if r.typed)  # as the screen does: then left out
-            out[int(row)] = (MAX_EXCLUDED if over else result.total_mismatches, {
-                r.locus: {"typed": False} if not r.typed else {
-                    **dict(zip(FIELDS, (v or 0 for v in (
+            fields = np.full((len(self.loci), len(FIELDS)), UNTYPED, dtype=np.uint8)
+            for li, locus in enumerate(self.loci):
+                r = by_locus.get(locus)
+                if r is not None and r.typed:
+                    fields[li] = [v or 0 for v in (
                         r.mismatches, r.gvh_mismatches, r.hvg_mismatches, r.antigen_mismatches,
                         r.allele_mismatches, r.unknown_mismatches, r.potential_matches,
-                        int(r.confidence), r.permissive_mismatches)), strict=True)),
-                    "typed": True}
-                for r in result.loci})
+                        int(r.confidence), r.permissive_mismatches)]
+            out[int(row)] = (MAX_EXCLUDED if over else result.total_mismatches, fields)
         return out
 
     # -- probabilities --------------------------------------------------------------------
     def _probabilities(self, patient: Imputation, typings: npt.NDArray[np.int64],
-                       loci: Sequence[str]) -> dict[str, Any]:
+                       criteria: Criteria) -> dict[str, Any]:
+        """P(k mismatches) over the counted loci, P(no mismatch) at the core loci, and per
+        locus P(0/1/2) at the counted and tie-break loci the frequency set covers."""
         idx = self.index
-        cols = [c for c, locus in enumerate(self.imputation_loci) if locus in loci]
+        wanted = {*criteria.loci, *self.ranking.tiebreak_loci}
+        cols = [c for c, locus in enumerate(self.imputation_loci) if locus in wanted]
+        counted = np.array([self.imputation_loci[c] in criteria.loci for c in cols],
+                           dtype=np.bool_)
+        core = np.array([self.imputation_loci[c] in self._core(criteria) for c in cols],
+                        dtype=np.bool_)
         offsets = idx.geno_offsets
         starts, ends = offsets[typings], offsets[typings + 1]
         lengths = ends - starts
@@ -356,12 +387,13 @@ class Searcher:
                         locus, p_text, idx.info["locus_genotypes"][col][int(d)])
             tables.append(mm)
             tce_tables.append(tce)
-        n_counts = 2 * len(cols) + 1
-        q, q_locus = _genotype_tables(p_index, pg.probabilities.astype(np.float64),
-                                             remapped, _pack(tables), n_counts)
+        n_counts = 2 * int(counted.sum()) + 1
+        q, q_core, q_locus = _genotype_tables(p_index, pg.probabilities.astype(np.float64),
+                                              remapped, _pack(tables), n_counts, counted, core)
         probs = idx.geno_probs[flat].astype(np.float64)
         local = local.ravel()
         p_k = _segment_sums(q[local] * probs[:, None], lengths)
+        p_core = _segment_sums(q_core[local] * probs, lengths)
         p_l = _segment_sums(q_locus[local] * probs[:, None, None], lengths)
         dpb1 = None
         if "DPB1" in self.imputation_loci and self.imputation_loci.index("DPB1") in cols:
@@ -370,8 +402,19 @@ class Searcher:
             per_g = _tce_share(p_index[:, j], pg.probabilities.astype(np.float64),
                                remapped[:, j], tce_tables[j], permissive)
             dpb1 = _segment_sums(per_g[local] * probs, lengths)
-        return {"p_k": p_k, "p_locus": p_l, "loci": [self.imputation_loci[c] for c in cols],
-                "dpb1": dpb1}
+        return {"p_k": p_k, "p_core": p_core, "p_locus": p_l,
+                "loci": [self.imputation_loci[c] for c in cols], "dpb1": dpb1}
+
+    def _core(self, criteria: Criteria) -> tuple[str, ...]:
+        """The ranking's core loci that this search counts (A, B, C, DRB1 of a 10/10)."""
+        return tuple(locus for locus in self.ranking.core_loci if locus in criteria.loci)
+
+    def _tiebreak(self, criteria: Criteria) -> tuple[str, ...]:
+        """Counted loci outside the core, then the ranking's tie-break loci the index grades."""
+        core = self._core(criteria)
+        return tuple(dict.fromkeys(
+            locus for locus in (*criteria.loci, *self.ranking.tiebreak_loci)
+            if locus not in core and locus in self.loci))
 
     def _grade_locus(self, locus: str, p_text: str, d_text: str) -> tuple[int, int]:
         key = (locus, p_text, d_text)
@@ -399,58 +442,70 @@ class Searcher:
         keys: list[npt.NDArray[Any]] = []
         for name in r.donor_order:
             if name == "mismatches":
-                keys.append(found.mismatches[at])
+                keys.append(found.core_mm[at])
             elif name == "probability":
-                keys.append(-np.floor(found.p0[at] / r.probability_bin + 1e-9))
+                keys.append(-np.floor(found.p_core[at] / r.probability_bin + 1e-9))
+            elif name == "permissive":
+                keys.append(found.core_mm[at] - found.core_permissive[at])
             elif name == "age":
                 age = found.age[at]
-                keys.append(np.where(np.isnan(age), 999.0, np.floor(age / r.age_bin_years)))
+                band = np.searchsorted(np.asarray(r.age_bands), age, side="right")
+                keys.append(np.where(np.isnan(age), len(r.age_bands) + 1, band))
             elif name == "dpb1":
                 keys.append(found.dpb1_rank[at])
+            elif name == "class_ii":
+                keys.append(np.round(found.tiebreak_mm[at], 1))
+            elif name == "direction":
+                keys.append(found.core_not_hvg_only[at])
             elif name == "cmv":
-                negative = patient.cmv == "negative"
-                keys.append(negative & (found.cmv[at] != ix.CMV.index("negative")))
+                keys.append(_cmv_key(patient)[found.cmv[at]])
             elif name == "sex":
                 keys.append((patient.sex == "M") & (found.sex[at] == ix.SEXES.index("F")))
             elif name == "abo":
-                major = np.array([_abo_major(patient.abo, g) for g in ix.ABO])
-                keys.append(major[found.abo[at]])
+                keys.append(_abo_keys(patient)[found.abo[at]])
         order = at[np.lexsort([found.rows[at], *reversed(keys)])]
         return Ranked(len(order), lambda i: found.donor(int(order[i]), i + 1))
 
     def _rank_cords(self, found: _Found, patient: Patient
                     ) -> tuple[Ranked, list[tuple[Candidate, Candidate]]]:
-        """Cord units by the cord scheme of ``ranking.toml``, dropping units below the dose
-        floors, with double-unit pairs when no single unit reaches the target dose."""
+        """Cord units by the cord scheme of ``ranking.toml``: units below the double-unit
+        floor are dropped, units below the single-unit floor appear only in double-unit
+        pairs, offered when no single unit reaches the target dose."""
         r = self.ranking
         at = found.positions(1)
         tnc, cd34 = found.tnc_per_kg[at], found.cd34_per_kg[at]
-        with np.errstate(invalid="ignore"):
-            at = at[~(tnc < r.double_min_tnc_per_kg_each) & ~(cd34 < r.min_cd34_per_kg)]
-        dose = np.nan_to_num(found.tnc_per_kg[at], nan=0.0)
+        pool = at[_dose_ok(tnc, cd34, r.double_min_tnc_per_kg_each,
+                           r.double_min_cd34_per_kg_each, r.single_floor)]
+        tnc, cd34 = found.tnc_per_kg[pool], found.cd34_per_kg[pool]
+        singles = pool[_dose_ok(tnc, cd34, r.single_min_tnc_per_kg, r.single_min_cd34_per_kg,
+                                r.single_floor)]
+        dose = found.tnc_per_kg[singles]
+        judged = not np.isnan(dose).all() if len(dose) else patient.weight_kg is not None
         keys: list[npt.NDArray[Any]] = []
         for name in r.cord_order:
-            if name == "mismatches":
-                keys.append(found.mismatches[at])
+            if name == "group":
+                keys.append(found.dose_group[singles])
             elif name == "dose_target":
-                keys.append(dose < r.target_tnc_per_kg)
-            elif name == "tnc_per_kg":
-                keys.append(-dose)
-        kept = at[np.lexsort([found.rows[at], *reversed(keys)])]
-        # Without the patient's weight no dose can be judged: every unit is listed.
-        tnc = found.tnc_per_kg[kept]
-        with np.errstate(invalid="ignore"):
-            singles = kept[np.isnan(tnc) | (tnc >= r.min_tnc_per_kg)]
-        single_dose = np.nan_to_num(found.tnc_per_kg[singles], nan=0.0)
+                keys.append(~(dose >= r.target_tnc_per_kg))
+            elif name == "mismatches":
+                keys.append(found.mismatches[singles])
+            elif name == "hla_c":
+                keys.append(found.c_mismatched[singles])
+            elif name == "tnc_per_kg":  # without a weight, the total cell count
+                keys.append(-np.nan_to_num(dose if judged else found.tnc_total[singles],
+                                           nan=0.0))
+        singles = singles[np.lexsort([found.rows[singles], *reversed(keys)])]
         ranked = Ranked(len(singles), lambda i: found.cord(int(singles[i]), i + 1))
         doubles: list[tuple[Candidate, Candidate]] = []
+        single_dose = np.nan_to_num(found.tnc_per_kg[singles], nan=0.0)
         if patient.weight_kg and not (single_dose >= r.target_tnc_per_kg).any():
             position = {int(j): i for i, j in enumerate(singles)}
-            pool = [ranked[position[int(j)]] if int(j) in position else found.cord(int(j), 0)
-                    for j in kept[np.nan_to_num(tnc, nan=0.0)
-                                  >= r.double_min_tnc_per_kg_each][:50]]
-            for i, a in enumerate(pool):
-                for b in pool[i + 1:]:
+            best = pool[np.lexsort([found.rows[pool], -found.tnc_per_kg[pool],
+                                    found.mismatches[pool]])][:50]
+            units = [ranked[position[int(j)]] if int(j) in position else found.cord(int(j), 0)
+                     for j in best]
+            for i, a in enumerate(units):
+                for b in units[i + 1:]:
                     if (a.tnc_per_kg or 0) + (b.tnc_per_kg or 0) >= r.target_tnc_per_kg:
                         doubles.append((a, b))
             doubles.sort(key=lambda ab: (ab[0].mismatches + ab[1].mismatches,
@@ -458,21 +513,34 @@ class Searcher:
         return ranked, doubles[:20]
 
     def attach_records(self, candidates: Sequence[Candidate]) -> None:
-        """Fill in the stored record (ids, attributes, typing) and the per-locus detail of the
-        candidates shown."""
+        """Fill in the stored record (ids, attributes, typing), the pair grader's result
+        against the patient and the per-locus detail of the candidates shown."""
         records = self.registry.rows(int(self.index.row[c.row]) for c in candidates)
         for c in candidates:
             c.record = records.get(int(self.index.row[c.row]), {})
             if not c.detail:
                 continue
-            grades, probs, k = c.detail
-            if not c.loci:
-                for li, locus in enumerate(self.loci):
-                    f = grades[k, li]
-                    c.loci[locus] = {"typed": False} if f[0] == 255 else {
-                        **{name: int(f[i]) for i, name in enumerate(FIELDS)}, "typed": True}
-            c.p_locus = {locus: probs["p_locus"][k, j].tolist()
-                         for j, locus in enumerate(probs["loci"])}
+            found, _ = c.detail
+            counted = found.criteria.loci if c.kind == "donor" else self.ranking.cord_loci
+            if c.match is None and c.record.get("gl"):
+                c.match = self.matcher.match(found.typing, self.reader.parse(c.record["gl"]),
+                                             counted, graded=self.loci)
+                c.loci = {r.locus: r.to_dict() for r in c.match.loci}
+            k = found.ks[c.detail[1]]
+            c.p_locus = {locus: found.probs["p_locus"][k, j].tolist()
+                         for j, locus in enumerate(found.probs["loci"])}
+
+
+def _cmv_key(patient: Patient) -> npt.NDArray[np.float64]:
+    """Per donor CMV code: 1 for a CMV-positive or unknown donor of a CMV-negative patient."""
+    if patient.cmv != "negative":
+        return np.zeros(len(ix.CMV))
+    return np.array([0.0 if c == "negative" else 0.5 if c == "unknown" else 1.0
+                     for c in ix.CMV])
+
+
+def _abo_keys(patient: Patient) -> npt.NDArray[np.float64]:
+    return np.array([_abo_major(patient.abo, g) for g in ix.ABO])
 
 
 def _abo_major(patient: str | None, donor: str) -> float:
@@ -482,40 +550,85 @@ def _abo_major(patient: str | None, donor: str) -> float:
     return 0.0 if set(donor.replace("O", "")) <= set(patient.replace("O", "")) else 1.0
 
 
+def _dose_ok(tnc: npt.NDArray[np.float64], cd34: npt.NDArray[np.float64], min_tnc: float,
+             min_cd34: float, rule: str) -> npt.NDArray[np.bool_]:
+    """Units meeting a TNC and a CD34 floor per kg, combined by ``rule`` ("and": both, a CD34
+    not measured passing; "or": either known one). A dose that cannot be judged (no weight,
+    no count) is not held against a unit."""
+    with np.errstate(invalid="ignore"):
+        tnc_ok, cd34_ok = tnc >= min_tnc, cd34 >= min_cd34
+    unknown_tnc, unknown_cd34 = np.isnan(tnc), np.isnan(cd34)
+    if rule == "and":
+        return np.asarray((tnc_ok | unknown_tnc) & (cd34_ok | unknown_cd34))
+    return np.asarray(tnc_ok | cd34_ok | (unknown_tnc & unknown_cd34))
+
+
 class _Found:
     """Everything a search found, as arrays over the records within the criteria (before
     ranking); :meth:`donor` and :meth:`cord` build the candidates that are read."""
 
     def __init__(self, searcher: Searcher, rows: npt.NDArray[np.int64],
                  ks: npt.NDArray[np.int64], grades: dict[str, Any], probs: dict[str, Any],
-                 exact: dict[int, tuple[int, dict[str, dict[str, Any]]]], criteria: Criteria,
-                 patient: Patient) -> None:
+                 exact: dict[int, tuple[int, npt.NDArray[np.uint8]]], criteria: Criteria,
+                 patient: Patient, typing: Any) -> None:
         idx, ranking = searcher.index, searcher.ranking
-        self.searcher, self.grades, self.probs, self.exact = searcher, grades, probs, exact
-        mm = grades["loci"][:, :, 0].astype(np.int64)
-        typed = mm != 255
+        self.searcher, self.grades, self.probs = searcher, grades, probs
+        self.criteria, self.patient, self.typing = criteria, patient, typing
+        fields = grades["loci"][ks]  # per record: (loci, FIELDS)
+        for row, (_, exact_fields) in exact.items():  # alternatives: the pair grader's
+            fields[np.searchsorted(rows, row)] = exact_fields
+        mm_all = fields[:, :, MM].astype(np.int64)
+        typed = mm_all != UNTYPED
+        mm = np.where(typed, mm_all, 0)
         kind = np.asarray(idx.kind[rows])
-        totals = []
-        for loci in (criteria.loci, ranking.cord_loci):
-            counted = np.array([locus in loci for locus in searcher.loci])
-            totals.append(np.where(typed & counted, mm, 0).sum(axis=1)[ks])
-        mismatches = np.where(kind == 0, totals[0], totals[1])
-        for row, (total, _) in exact.items():  # alternatives: the pair grader's count
+        loci = searcher.loci
+
+        def over(names: Sequence[str], values: npt.NDArray[np.int64] = mm
+                 ) -> npt.NDArray[np.int64]:
+            columns = np.array([locus in names for locus in loci], dtype=np.bool_)
+            return np.asarray(values[:, columns].sum(axis=1))
+
+        mismatches = np.where(kind == 0, over(criteria.loci), over(ranking.cord_loci))
+        for row, (total, _) in exact.items():
             mismatches[np.searchsorted(rows, row)] = total
         limit = np.where(kind == 0, criteria.max_mismatches, ranking.cord_max_mismatches)
         keep = mismatches <= limit
         self.rows, self.ks, self.kind = rows[keep], ks[keep], kind[keep]
         self.mismatches = mismatches[keep]
+        fields, mm, typed = fields[keep], mm[keep], typed[keep]
         rows = self.rows
-        self.typing = np.asarray(idx.typing[rows]).astype(np.int64)
+        core = searcher._core(criteria)
+        self.core_loci, self.tiebreak_loci = core, searcher._tiebreak(criteria)
+        self.core_mm = over(core, mm)
+        self.core_untyped = ~typed[:, [loci.index(locus) for locus in core]]
+        self.core_permissive = over(core, np.where(typed, fields[:, :, PERMISSIVE], 0))
+        # Core mismatches that are not host-versus-graft only (GvH count above 0).
+        self.core_not_hvg_only = over(core, np.where(fields[:, :, GVH] > 0, mm, 0))
+        self.confidence = np.where(typed, fields[:, :, CONFIDENCE], 1).min(axis=1, initial=3)
+        self.c_mismatched = (mm[:, loci.index("C")] > 0) if "C" in loci \
+            else np.zeros(len(rows), np.bool_)
+        # Tie-break loci: the expected mismatches where the set predicts the locus, else
+        # the typing-based count.
+        self.tiebreak_mm = np.zeros(len(rows))
+        predicted = probs["loci"]
+        for locus in self.tiebreak_loci:
+            if locus in predicted:
+                p = probs["p_locus"][self.ks, predicted.index(locus)]
+                self.tiebreak_mm += p[:, 1] + 2 * p[:, 2]
+            else:
+                self.tiebreak_mm += mm[:, loci.index(locus)]
+        self.typing_rows = np.asarray(idx.typing[rows]).astype(np.int64)
         self.age = np.asarray(idx.age[rows], dtype=np.float64)
         self.cmv, self.sex = np.asarray(idx.cmv[rows]), np.asarray(idx.sex[rows])
         self.abo = np.asarray(idx.abo[rows])
         weight = patient.weight_kg or np.nan
-        self.tnc_per_kg = np.asarray(idx.tnc_1e7[rows], dtype=np.float64) / weight
+        self.tnc_total = np.asarray(idx.tnc_1e7[rows], dtype=np.float64)
+        self.tnc_per_kg = self.tnc_total / weight
         self.cd34_per_kg = np.asarray(idx.cd34_1e5[rows], dtype=np.float64) / weight
+        self.dose_group = self._dose_groups(ranking)
         p_k = probs["p_k"]
         self.p0 = p_k[self.ks, 0] if p_k.shape[1] else np.zeros(len(rows))
+        self.p_core = probs["p_core"][self.ks]
         tce = grades["tce"][self.ks]
         self.tce = tce
         # DPB1 tie-break: permissive (or matched) 0, non-permissive 1, unknown 0.5, and for a
@@ -527,46 +640,111 @@ class _Found:
         self.dpb1_rank = np.where(tce != 255, by_verdict[np.minimum(tce, len(TCE_VERDICTS))],
                                   unknown)
 
+    def _dose_groups(self, ranking: Ranking) -> npt.NDArray[np.int64]:
+        """The HLA-and-dose group of each unit (0 without a weight: not judged; one past
+        the last group when no group's rule is met)."""
+        if np.isnan(self.tnc_per_kg).all():
+            return np.zeros(len(self.rows), dtype=np.int64)
+        worst = max(g.group for g in ranking.dose_groups) + 1
+        out = np.full(len(self.rows), worst, dtype=np.int64)
+        with np.errstate(invalid="ignore"):
+            for g in ranking.dose_groups:
+                hit = (self.mismatches == g.mismatches) & (self.tnc_per_kg >= g.min_tnc_per_kg)
+                out = np.where(hit, np.minimum(out, g.group), out)
+        return out
+
     def positions(self, kind: int) -> npt.NDArray[np.int64]:
         return np.flatnonzero(self.kind == kind)
 
     def _candidate(self, j: int, rank: int) -> Candidate:
         idx = self.searcher.index
-        k, t = int(self.ks[j]), int(self.typing[j])
+        k, t = int(self.ks[j]), int(self.typing_rows[j])
         code = int(self.tce[j])
         dpb1 = self.probs["dpb1"]
         age, tnc, cd34 = (float(a[j]) for a in (self.age, self.tnc_per_kg, self.cd34_per_kg))
-        row = int(self.rows[j])
-        fixed = self.exact.get(row)
         return Candidate(
-            row=row, kind=ix.KINDS[int(self.kind[j])], typing=t,
-            mismatches=int(self.mismatches[j]), loci=dict(fixed[1]) if fixed else {},
+            row=int(self.rows[j]), kind=ix.KINDS[int(self.kind[j])], typing=t,
+            mismatches=int(self.mismatches[j]), loci={},
             p_mismatches=self.probs["p_k"][k].tolist(), p_locus={},
             p_permissive_dpb1=float(dpb1[k]) if dpb1 is not None else None,
             tce=TCE_VERDICTS[code] if code != 255 else None,
             truncated_mass=float(idx.truncated[t]),
             imputation=ix.IMPUTATION_STATUS[int(idx.imputation[t])],
-            age=None if np.isnan(age) else age, tnc_per_kg=None if np.isnan(tnc) else tnc,
+            age=None if np.isnan(age) else age, core_mismatches=int(self.core_mm[j]),
+            p_core_match=float(self.p_core[j]),
+            tnc_per_kg=None if np.isnan(tnc) else tnc,
             cd34_per_kg=None if np.isnan(cd34) else cd34, rank=rank,
             codes=(int(self.cmv[j]), int(self.sex[j]), int(self.abo[j])),
-            detail=(self.grades["loci"], self.probs, k))
+            detail=(self, j))
 
     def donor(self, j: int, rank: int) -> Candidate:
         c = self._candidate(j, rank)
-        p0 = c.p_mismatches[0] if c.p_mismatches else 0.0
-        c.reasons = [f"{c.mismatches} mismatch(es) by typing", f"P(0 mismatches) {p0:.2f}"]
-        if c.age is not None:
-            c.reasons.append(f"age {c.age:.0f}")
-        if c.tce:
-            c.reasons.append(f"DPB1 {c.tce}")
+        c.reasons = [reason for name in self.searcher.ranking.donor_order
+                     if (reason := self._donor_reason(name, c, j))]
         return c
+
+    def _donor_reason(self, name: str, c: Candidate, j: int) -> str:
+        """Why the candidate stands where it does on one criterion, as a coordinator reads
+        it (empty where the criterion says nothing about this donor)."""
+        core, n = self.core_loci, 2 * len(self.core_loci)
+        mismatched = c.core_mismatches > 0
+        if name == "mismatches":
+            untyped = [locus for locus, u in zip(core, self.core_untyped[j], strict=True) if u]
+            if not untyped:
+                return f"{n - c.core_mismatches}/{n} at {', '.join(core)} by typing"
+            typed = [locus for locus in core if locus not in untyped]
+            return (f"{c.core_mismatches} mismatch(es) at {', '.join(typed) or 'no locus'} by "
+                    f"typing; {', '.join(untyped)} untyped (potential matches)")
+        if name == "probability":
+            return f"P({n}/{n}) {c.p_core_match:.2f}"
+        if name == "permissive" and mismatched:
+            permissive = int(self.core_permissive[j])
+            return f"{permissive} of {c.core_mismatches} core mismatch(es) permissive"
+        if name == "age":
+            band = self.searcher.ranking.age_band(c.age) if c.age is not None else ""
+            return f"age {c.age:.0f} (band {band})" if c.age is not None else "age unknown"
+        if name == "dpb1":
+            return (f"DPB1 {c.tce}" if c.tce else f"P(DPB1 permissive) "
+                    f"{c.p_permissive_dpb1:.2f}" if c.p_permissive_dpb1 is not None
+                    else "DPB1 not known")
+        if name == "class_ii" and self.tiebreak_loci:
+            return (f"{self.tiebreak_mm[j]:.1f} mismatch(es) expected at "
+                    f"{', '.join(self.tiebreak_loci)}")
+        if name == "direction" and mismatched:
+            return ("host-versus-graft only (patient homozygous)"
+                    if not self.core_not_hvg_only[j] else "mismatch in the GvH direction")
+        cmv, sex, abo = (ix.CMV[c.codes[0]], ix.SEXES[c.codes[1]], ix.ABO[c.codes[2]])
+        if name == "cmv":
+            return f"CMV {cmv}"
+        if name == "abo":
+            major = _abo_major(self.patient.abo, abo)
+            return (f"ABO {abo or 'unknown'}" + (": major mismatch" if major == 1 else ""))
+        if name == "sex":
+            return "female donor, male patient" if self.patient.sex == "M" and sex == "F" \
+                else f"sex {sex}"
+        return ""
 
     def cord(self, j: int, rank: int) -> Candidate:
         c = self._candidate(j, rank)
-        c.reasons = [f"{c.mismatches} mismatch(es) over "
-                     f"{'/'.join(self.searcher.ranking.cord_loci)}",
-                     f"TNC {c.tnc_per_kg:.2f} x10^7/kg" if c.tnc_per_kg is not None
-                     else "dose not judged (no patient weight)"]
+        r = self.searcher.ranking
+        group = int(self.dose_group[j])
+        c.dose_group = group or None
+        loci = "/".join(r.cord_loci)
+        c.reasons = [f"{c.mismatches} mismatch(es) over {loci}"]
+        if c.tnc_per_kg is None:
+            c.reasons.append("dose not judged (no patient weight or no TNC count)")
+        else:
+            c.reasons.append(f"TNC {c.tnc_per_kg:.2f} x10^7/kg"
+                             + (f", CD34 {c.cd34_per_kg:.2f} x10^5/kg"
+                                if c.cd34_per_kg is not None else ""))
+            worst = max(g.group for g in r.dose_groups) + 1
+            c.reasons.append(f"HLA-dose group {group}" if group < worst else
+                             "in no HLA-dose group")
+            c.reasons.append(f"target {r.target_tnc_per_kg:g} x10^7/kg "
+                             + ("reached" if c.tnc_per_kg >= r.target_tnc_per_kg
+                                else "not reached"))
+        if self.c_mismatched[j]:
+            c.reasons.append("HLA-C mismatch")
         return c
 
 
@@ -626,22 +804,30 @@ def _screen(states, table, has, counted, cord_counted, limits):  # type: ignore[
 
 
 @numba.njit(cache=True)
-def _genotype_tables(p_index, p_prob, d_rows, packed, n_counts):  # type: ignore[no-untyped-def]
-    """Per registry genotype: the probability of each total mismatch count against the
-    patient's genotypes, and per locus of 0/1/2 mismatches."""
+def _genotype_tables(p_index, p_prob, d_rows, packed, n_counts, counted, core):  # type: ignore[no-untyped-def]
+    """Per registry genotype: the probability of each total mismatch count over the counted
+    columns against the patient's genotypes, of no mismatch at the core columns, and per
+    column of 0/1/2 mismatches."""
     flat, offsets, widths = packed
     n_g, n_loci = d_rows.shape
     q = np.zeros((n_g, n_counts))
+    q_core = np.zeros(n_g)
     q_locus = np.zeros((n_g, n_loci, 3))
     for g in range(n_g):
         for a in range(p_index.shape[0]):
             k = 0
+            k_core = 0
             for j in range(n_loci):
                 m = flat[offsets[j] + p_index[a, j] * widths[j] + d_rows[g, j]]
                 q_locus[g, j, m] += p_prob[a]
-                k += m
+                if counted[j]:
+                    k += m
+                if core[j]:
+                    k_core += m
             q[g, k] += p_prob[a]
-    return q, q_locus
+            if k_core == 0:
+                q_core[g] += p_prob[a]
+    return q, q_core, q_locus
 
 
 @numba.njit(cache=True)
