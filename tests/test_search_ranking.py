@@ -229,3 +229,28 @@ def test_a_ranking_file_that_cannot_be_applied_as_written_is_refused_by_name(edi
     assert edit[0] in text
     with pytest.raises(RankingError, match=message.replace("[", r"\[").replace("(", r"\(")):
         parse_ranking(text.replace(edit[0], edit[1], 1), "site.toml")
+
+
+# -- citations -----------------------------------------------------------------------------
+def test_shown_sources_say_kollman_and_barker_studied_malignant_disease(registry):
+    found = CliRunner().invoke(app, ["search", "--registry", str(registry.path), "--patient",
+                                     gl(P1), "--weight", "20", "--json"])
+    ranking = json.loads(found.stdout)["ranking"]
+    assert "Kollman, Blood 2016" in ranking["donor_evidence"]
+    assert "haematological malignancy" in ranking["donor_evidence"]
+    assert "Barker, Blood 2010" in ranking["cord_evidence"]
+    assert "malignancy" in ranking["cord_evidence"]
+    table = CliRunner().invoke(app, ["search", "--registry", str(registry.path), "--patient",
+                                     gl(P1), "--weight", "20"])
+    assert "ranking evidence: Dehn, Blood 2019" in " ".join(table.stdout.split())
+
+
+def test_the_10_of_10_default_cites_the_iei_guideline_and_tce_v2_its_primary_source():
+    from graftmatch.config import packaged
+
+    policy = packaged("graftmatch.matching", "policy.toml")
+    counted = policy[:policy.index("counted_loci =")]
+    counted = counted[counted.rindex("graded_loci ="):]
+    assert "Lankester, Bone Marrow Transplant 2021" in counted and "[52" not in counted
+    tce = policy[policy.index("[dpb1_tce]"):policy.index('assignment = "V2"')]
+    assert "Crivello" in tce and "2015;21:233" in tce and "2016;128:120" in tce

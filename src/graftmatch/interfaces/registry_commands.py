@@ -193,7 +193,9 @@ def search(
         out.print_json(json.dumps({"patient": dataclasses.asdict(request),
                                    "ranking": {"source": rules.source,
                                                "donor_order": list(rules.donor_order),
-                                               "cord_order": list(rules.cord_order)},
+                                               "donor_evidence": rules.donor_evidence,
+                                               "cord_order": list(rules.cord_order),
+                                               "cord_evidence": rules.cord_evidence},
                                    **result_dict(result, limit)}, allow_nan=False))
         return
     print_result(result, criteria, limit, rules)
@@ -272,6 +274,7 @@ def print_result(result: SearchResult, criteria: Criteria, limit: int,
                                  if c.p_permissive_dpb1 is not None else "-"),
                        "; ".join(c.reasons))
     out.print(donors)
+    out.print(f"ranking evidence: {r.donor_evidence}", highlight=False)
     if result.cords:
         cords = Table(title=f"cord blood units (single units at TNC >= "
                       f"{r.single_min_tnc_per_kg:g} x10^7/kg; ranked by "
@@ -286,6 +289,7 @@ def print_result(result: SearchResult, criteria: Criteria, limit: int,
                           f"{c.cd34_per_kg:.2f}" if c.cd34_per_kg is not None else "-",
                           "; ".join(c.reasons))
         out.print(cords)
+        out.print(f"cord ranking evidence: {r.cord_evidence}", highlight=False)
     if result.double_cords:
         out.print(f"double-unit pairs offered (no single unit reaches the target dose of "
                   f"{r.target_tnc_per_kg:g} x10^7/kg; units below the single-unit floor appear "

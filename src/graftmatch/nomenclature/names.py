@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-#: Suffixes that mean the protein is not on the cell surface, so it cannot be a target for T
-#: cells: null alleles.
+#: Suffixes read as null (not expressed, so not a T-cell target): N only. S (secreted) and C
+#: (cytoplasmic) alleles are not on the cell surface either, and Q (questionable) ones may
+#: not be; graftmatch reads them as expressed, so they match and mismatch like any expressed
+#: allele. UNVERIFIED: whether the WMDA framework or Atlas read S, C and Q alleles so.
 NULL_SUFFIXES = frozenset("N")
 
 _MOLECULAR_RE = re.compile(r"^([A-Z][A-Z0-9]*)\*(\d{2,4}(?::\d{2,4}){0,3})([A-Z]?)$")

@@ -49,6 +49,9 @@ class Ranking:
     target_tnc_per_kg: float
     dose_groups: tuple[DoseGroup, ...]
     cord_order: tuple[str, ...]
+    #: Where the rules come from, shown with every list of donors and of cord units.
+    donor_evidence: str
+    cord_evidence: str
     source: str
 
     def age_band(self, age: float) -> str:
@@ -129,11 +132,11 @@ def parse_ranking(text: str, source: str) -> Ranking:
     wd, wc = f"{source} [donor]", f"{source} [cord]"
     for section, where, known in (
             (donor, wd, {"order", "core_loci", "tiebreak_loci", "probability_bin",
-                         "age_bands"}),
+                         "age_bands", "evidence"}),
             (cord, wc, {"loci", "max_mismatches", "single_min_tnc_per_kg",
                         "single_min_cd34_per_kg", "single_floor", "double_min_tnc_per_kg_each",
                         "double_min_cd34_per_kg_each", "target_tnc_per_kg", "dose_groups",
-                        "order"})):
+                        "order", "evidence"})):
         unknown = sorted(set(section) - known)
         if unknown:
             raise RankingError(f"{where}: unknown key {unknown[0]!r}; known: "
@@ -168,6 +171,8 @@ def parse_ranking(text: str, source: str) -> Ranking:
                                   positive=True),
         dose_groups=_groups(_get(cord, "dose_groups", list, wc), wc, max_mm),
         cord_order=_order(_get(cord, "order", list, wc), CORD_CRITERIA, wc),
+        donor_evidence=_get(donor, "evidence", str, wd).strip(),
+        cord_evidence=_get(cord, "evidence", str, wc).strip(),
         source=source,
     )
 
