@@ -18,6 +18,11 @@ the result with its reason:
 3. ``fallback``: loci are imputed in blocks (``fallback_blocks``, GRIM's plan B) assumed in
    linkage equilibrium, each block with missing alleles added as in 2., and within a block
    that still fails, locus by locus (``unrepresented`` when an allele had to be added).
+
+Frequencies of another population than the one asked for (``population_steps``: a broader
+population, the set's only one, the pooled set) lower confidence too: an ``ok`` imputation then
+reads ``population-substituted``, and every imputed status gets the population reason. An exact
+typing reads no frequencies, so it stays ``ok``.
 """
 
 from __future__ import annotations
@@ -104,13 +109,17 @@ NO_PAIRS = HaplotypePairs(None, np.empty(0, dtype=np.int32), np.empty(0, dtype=n
                           np.empty(0))
 
 
+#: Imputation statuses, worst first. Any but ``ok`` is shown as lowered confidence.
+STATUSES = ("unrepresented", "fallback", "population-substituted", "ok")
+
+
 @dataclass(frozen=True)
 class Imputation:
     """The imputed genotypes of one typing, with how they were obtained."""
 
     #: The typing as read (shown as a canonical GL String).
     typing: Typing = field(repr=False)
-    status: str  # ok | fallback | unrepresented
+    status: str  # one of STATUSES
     method: str  # typed | haplotypes | blocks
     population: str
     population_steps: tuple[str, ...]
@@ -131,6 +140,7 @@ class Imputation:
         return {
             "typing": self.typing.to_gl(),
             "status": self.status,
+            "confidence": confidence(self.status),
             "method": self.method,
             "population": self.population,
             "population_steps": list(self.population_steps),
@@ -146,6 +156,11 @@ class Imputation:
                           for g in range(n)],
             "haplotype_pairs": self.pairs.to_list(n),
         }
+
+
+def confidence(status: str) -> str:
+    """``normal`` for an ``ok`` status, ``lowered`` for any other."""
+    return "normal" if status == "ok" else "lowered"
 
 
 @dataclass(frozen=True)
@@ -255,12 +270,16 @@ class Imputer:
             return Imputation(status="ok", method="typed", genotypes=_typed_set(
                 table.loci, reading.copies[0]), truncated_mass=0.0, imputed_loci=(),
                 **common)  # type: ignore[arg-type]
+        substituted = ["frequencies of another population than asked for: "
+                       + "; ".join(self.population_steps)] if self.population_steps else []
         result = self._run(table, reading)
         if result is not None:
-            return Imputation(status="ok", method="haplotypes", genotypes=result.genotypes,
+            return Imputation(status="population-substituted" if substituted else "ok",
+                              method="haplotypes", genotypes=result.genotypes,
                               truncated_mass=result.truncated, imputed_loci=untyped,
-                              pairs=result.pairs, **common)  # type: ignore[arg-type]
-        reasons = [f"no pair of {'~'.join(table.loci)} haplotypes in population "
+                              reasons=tuple(substituted), pairs=result.pairs,
+                              **common)  # type: ignore[arg-type]
+        reasons = [*substituted, f"no pair of {'~'.join(table.loci)} haplotypes in population "
                    f"{table.name} explains the typing"]
         result = self._run_with_missing(table, reading, reasons)
         if result is not None:
