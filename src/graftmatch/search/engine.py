@@ -510,6 +510,7 @@ class _Found:
         self.age = np.asarray(idx.age[rows], dtype=np.float64)
         self.cmv, self.sex = np.asarray(idx.cmv[rows]), np.asarray(idx.sex[rows])
         self.abo = np.asarray(idx.abo[rows])
+        self.population = np.asarray(idx.population_substituted[rows])
         weight = patient.weight_kg or np.nan
         self.tnc_per_kg = np.asarray(idx.tnc_1e7[rows], dtype=np.float64) / weight
         self.cd34_per_kg = np.asarray(idx.cd34_1e5[rows], dtype=np.float64) / weight
@@ -537,6 +538,19 @@ class _Found:
         age, tnc, cd34 = (float(a[j]) for a in (self.age, self.tnc_per_kg, self.cd34_per_kg))
         row = int(self.rows[j])
         fixed = self.exact.get(row)
+        # Donors were imputed with the registry's population, whatever the record states; an
+        # exact typing read no frequencies, so its status stays as it is.
+        imputation = ix.IMPUTATION_STATUS[int(idx.imputation[t])]
+        stated = int(self.population[j])
+        reasons = []
+        if stated and not idx.exact[t]:
+            if imputation == "ok":
+                imputation = "population-substituted"
+            reasons.append(f"imputation {imputation} (lowered confidence): stated population "
+                           f"{idx.info['population_substituted'][stated - 1]}, imputed with "
+                           f"population {idx.info['population']}")
+        elif imputation != "ok":
+            reasons.append(f"imputation {imputation} (lowered confidence)")
         return Candidate(
             row=row, kind=ix.KINDS[int(self.kind[j])], typing=t,
             mismatches=int(self.mismatches[j]), loci=dict(fixed[1]) if fixed else {},
@@ -544,7 +558,7 @@ class _Found:
             p_permissive_dpb1=float(dpb1[k]) if dpb1 is not None else None,
             tce=TCE_VERDICTS[code] if code != 255 else None,
             truncated_mass=float(idx.truncated[t]),
-            imputation=ix.IMPUTATION_STATUS[int(idx.imputation[t])],
+            imputation=imputation, reasons=reasons,
             age=None if np.isnan(age) else age, tnc_per_kg=None if np.isnan(tnc) else tnc,
             cd34_per_kg=None if np.isnan(cd34) else cd34, rank=rank,
             codes=(int(self.cmv[j]), int(self.sex[j]), int(self.abo[j])),
@@ -553,7 +567,8 @@ class _Found:
     def donor(self, j: int, rank: int) -> Candidate:
         c = self._candidate(j, rank)
         p0 = c.p_mismatches[0] if c.p_mismatches else 0.0
-        c.reasons = [f"{c.mismatches} mismatch(es) by typing", f"P(0 mismatches) {p0:.2f}"]
+        c.reasons = [f"{c.mismatches} mismatch(es) by typing", f"P(0 mismatches) {p0:.2f}",
+                     *c.reasons]
         if c.age is not None:
             c.reasons.append(f"age {c.age:.0f}")
         if c.tce:
@@ -565,7 +580,7 @@ class _Found:
         c.reasons = [f"{c.mismatches} mismatch(es) over "
                      f"{'/'.join(self.searcher.ranking.cord_loci)}",
                      f"TNC {c.tnc_per_kg:.2f} x10^7/kg" if c.tnc_per_kg is not None
-                     else "dose not judged (no patient weight)"]
+                     else "dose not judged (no patient weight)", *c.reasons]
         return c
 
 
