@@ -416,3 +416,26 @@ def test_records_without_a_population_stand_for_the_registrys_own(tmp_path):
     stats = json.loads(_cli("registry", "stats", "--registry", unknown, "--json").stdout)
     assert stats["index"]["population_substituted_records"] == 2  # AFA-1 and AFA-EXACT
 
+
+def test_a_donor_with_a_null_the_set_lacks_keeps_c_linked_to_b_in_the_index(tmp_path, index,
+                                                                            reader, table):
+    """The imputer adds A*24:09N to the set's haplotypes (its own A vocabulary): the index
+    recodes it by name, and the search gives the pairwise prediction's P(C match)."""
+    null = LOW_RES.replace("A*24:02", "A*24:09N")
+    (tmp_path / "r.csv").write_text(HEADER + f'donor,NULL,REG1,,"{null}",30,M,O+,neg,'
+                                             'available,,\n')
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(tmp_path / "r.csv", reader)
+    build_index(reg, reader, table, default_settings(), workers=2)
+    searcher = Searcher(reg, reader, table)
+    result = searcher.search(Patient(LOW_RES), Criteria(max_mismatches=1, kinds=("donor",)))
+    searcher.attach_records(result.donors)
+    [donor] = result.donors
+    imputer = Imputer(table)
+    expected = MatchPredictor(Matcher(reader.index)).predict(
+        imputer.impute(reader.parse(LOW_RES)), imputer.impute(reader.parse(null)))
+    assert donor.imputation == "unrepresented"
+    c_match = next(lp.p[0] for lp in expected.per_locus if lp.locus == "C")
+    assert donor.p_locus["C"][0] == pytest.approx(c_match, abs=donor.truncated_mass + 1e-5)
+    assert c_match > 0.98  # 0.990; 0.05 when A~C~B went locus by locus
