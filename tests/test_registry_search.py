@@ -439,3 +439,16 @@ def test_a_donor_with_a_null_the_set_lacks_keeps_c_linked_to_b_in_the_index(tmp_
     c_match = next(lp.p[0] for lp in expected.per_locus if lp.locus == "C")
     assert donor.p_locus["C"][0] == pytest.approx(c_match, abs=donor.truncated_mass + 1e-5)
     assert c_match > 0.98  # 0.990; 0.05 when A~C~B went locus by locus
+
+
+def test_an_index_of_an_older_layout_is_refused_and_refresh_rebuilds_it(tmp_path):
+    folder = _population_registry(tmp_path, "CAU")
+    reg = Registry(Path(folder))
+    info_path = Path(folder) / reg.meta()["index_folder"] / "index.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "layout": 1}))  # as an older graftmatch wrote it
+    reg.set_meta(index_layout="1")
+    refused = _search(folder, "--json")
+    assert refused.exit_code != 0 and "run 'graftmatch registry refresh'" in refused.stdout
+    assert "search index built" in _cli("registry", "refresh", "--registry", folder).stdout
+    assert _search(folder, "--json").exit_code == 0
