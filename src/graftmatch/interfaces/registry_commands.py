@@ -42,7 +42,8 @@ def _table(registry: Registry, reader: TypingReader, population: str | None = No
 
 
 def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = False) -> str:
-    """Rebuild the index when records, release or frequency set changed; say what was done."""
+    """Rebuild the index when records, release, frequency set or index layout changed; say
+    what was done."""
     meta = registry.meta()
     current = {"release": reader.index.release,
                "frequency_set_sha256": sha256_of(Path(meta["frequency_set"])),

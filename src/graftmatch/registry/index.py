@@ -263,7 +263,7 @@ def _record_columns(registry: Registry, today: dt.date, populations: tuple[str, 
     types = {"row": np.int64, "kind": np.int8, "source": np.int16, "typing_id": np.int64,
              "age": np.float32, "sex": np.int8, "abo": np.int8, "rh": np.int8, "cmv": np.int8,
              "status": np.int8, "tnc_1e7": np.float32, "cd34_1e5": np.float32,
-             "population": np.int32}
+             "population": np.int16}
     total = sum(registry.count().values())
     if not total:
         raise RegistryError(f"{registry.path} has no records to index")

@@ -243,9 +243,9 @@ class Registry:
 
         Columns: row, kind, source, typing_id, age (from the birth date when given, on
         ``today``), sex, abo, rh, cmv, status, tnc_1e7, cd34_1e5, population. A text column
-        named in ``codes`` comes as its position in ``codes[name]``, whose first entry stands for an
-        empty value; ``source`` is coded by :meth:`sources`. Coding happens in SQLite, so 40
-        million records stream without a Python object per field.
+        named in ``codes`` comes as its position in ``codes[name]``, whose first entry stands
+        for an empty value; ``source`` is coded by :meth:`sources`. Coding happens in SQLite,
+        so 40 million records stream without a Python object per field.
         """
         c = records_table.c
         coded = {**codes, "source": self.sources()}
