@@ -125,3 +125,49 @@ def test_hf_info_and_a_synthetic_set(tmp_path, hpf):
     assert info["synthetic"] is True and "NOT real" in info["source"]
     assert info["populations"]["SYN"]["haplotypes"] == 500
     assert info["populations"]["SYN"]["sum"] == pytest.approx(1.0)
+
+
+# -- a population the set lacks lowers confidence ------------------------------------------
+PATIENT = "A*01:01+A*24:02^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01"
+SUBSTITUTED = ["population 'AFA' is not in the set", "using the set's only population 'CAU'"]
+
+
+def test_afa_donor_imputed_with_cau_frequencies_is_flagged_population_substituted():
+    from tests.test_frequencies import CAU  # the GRIM example set: CAU only
+
+    result = invoke("predict", "--hf", str(CAU), "--patient", PATIENT, "--donor", PATIENT,
+                    "--patient-population", "CAU", "--donor-population", "AFA", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    # The prediction is the worse of the two: the donor's; the patient's own is ok.
+    assert (doc["status"], doc["confidence"]) == ("population-substituted", "lowered")
+    donor, patient = doc["donor"], doc["patient"]
+    assert (donor["status"], donor["confidence"]) == ("population-substituted", "lowered")
+    assert donor["population"] == "CAU" and donor["population_steps"] == SUBSTITUTED
+    assert donor["reasons"] == ["frequencies of another population than asked for: "
+                                + "; ".join(SUBSTITUTED)]
+    assert (patient["status"], patient["confidence"], patient["reasons"]) == (
+        "ok", "normal", [])
+    table = invoke("predict", "--hf", str(CAU), "--patient", PATIENT, "--donor", PATIENT,
+                   "--donor-population", "AFA").stdout
+    assert "status population-substituted (lowered confidence)" in table.splitlines()[0]
+
+
+def test_impute_with_a_substituted_population_keeps_a_worse_status_and_adds_the_reason(hpf):
+    # ASI is not in the set: the pooled set is used. B*44:02 is in neither population, so
+    # the status stays "unrepresented" (lower than population-substituted), with both reasons.
+    doc = json.loads(invoke("impute", "--hf", hpf, "--population", "ASI", "--json",
+                            "A*01:01+A*01:01^B*44:02+B*08:XX").stdout)
+    assert (doc["status"], doc["confidence"]) == ("unrepresented", "lowered")
+    assert doc["reasons"][0] == ("frequencies of another population than asked for: "
+                                 "population 'ASI' is not in the set; using the pooled set "
+                                 "of all 2 populations")
+    assert any("B*44:02 not in population pooled" in r for r in doc["reasons"])
+
+
+def test_an_exact_typing_reads_no_frequencies_so_a_substituted_population_leaves_it_ok(hpf):
+    doc = json.loads(invoke("impute", "--hf", hpf, "--population", "ASI", "--json",
+                            "A*01:01+A*02:01^B*08:01+B*07:02").stdout)
+    assert (doc["status"], doc["method"], doc["confidence"]) == ("ok", "typed", "normal")
+    assert doc["population_steps"] == ["population 'ASI' is not in the set",
+                                       "using the pooled set of all 2 populations"]

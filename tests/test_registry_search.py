@@ -340,3 +340,125 @@ def test_alleles_the_frequency_set_lacks_are_indexed_by_name(tmp_path, index, re
     result = searcher.search(Patient(rare), Criteria(max_mismatches=0, kinds=("donor",)))
     searcher.attach_records(result.donors)
     assert [(c.record["ext_id"], c.p_mismatches[0]) for c in result.donors] == [("RARE", 1.0)]
+
+
+
+LOW_RES = "A*01:01+A*24:02^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01"  # C, DQB1 imputed
+EXACT = ("A*01:01+A*24:02^B*08:01+B*07:02^C*07:01+C*07:02^DRB1*03:01+DRB1*15:01"
+         "^DQB1*02:01+DQB1*06:02")
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from graftmatch.interfaces.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _population_registry(tmp_path, registry_population: str) -> str:
+    """Donors of one HLA stating AFA, CAU or no population (and an exactly typed AFA donor),
+    in a registry imputed with the CAU set, which has no AFA."""
+    tmp_path.mkdir(exist_ok=True)
+    rows = [("AFA-1", LOW_RES, "AFA"), ("CAU-1", LOW_RES, "CAU"), ("UNSTATED", LOW_RES, ""),
+            ("AFA-EXACT", EXACT, "AFA")]
+    source = tmp_path / "r.csv"
+    source.write_text("type,id,registry,hla,age,population,status\n" + "".join(
+        f'donor,{ident},REG1,"{gl}",30,{population},available\n'
+        for ident, gl, population in rows))
+    folder = str(tmp_path / "reg")
+    result = _cli("registry", "import", str(source), "--registry", folder, "--hf", str(CAU),
+                  "--population", registry_population)
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _search(folder: str, *extra: str):
+    return _cli("search", "--registry", folder, "--patient", LOW_RES, "--kinds", "donor",
+                *extra)
+
+
+def test_afa_donors_imputed_with_the_registrys_cau_frequencies_are_population_substituted(
+        tmp_path):
+    folder = _population_registry(tmp_path, "CAU")
+    doc = json.loads(_search(folder, "--json").stdout)
+    donors = {d["id"]: d for d in doc["donors"]}
+    assert {i: (d["imputation"], d["imputation_confidence"]) for i, d in donors.items()} == {
+        "AFA-1": ("population-substituted", "lowered"), "CAU-1": ("ok", "normal"),
+        "UNSTATED": ("ok", "normal"),  # stands for the registry's CAU
+        # Exact at every locus: no frequencies were read, so nothing was substituted.
+        "AFA-EXACT": ("ok", "normal")}
+    assert "imputation population-substituted (lowered confidence): stated population AFA, " \
+           "imputed with population CAU" in donors["AFA-1"]["reasons"]
+    assert not any("imputation" in r for r in donors["CAU-1"]["reasons"])
+    # The same typing, the same probabilities: only the confidence differs.
+    assert donors["AFA-1"]["p_mismatches"] == donors["CAU-1"]["p_mismatches"]
+    assert (doc["patient_imputation"]["status"], doc["patient_imputation"]["confidence"]) == (
+        "ok", "normal")
+    table = _search(folder).stdout
+    assert "population-substituted" in table and "stated population AFA" in table
+
+
+def test_a_patient_searched_as_afa_in_a_cau_only_set_is_population_substituted(tmp_path):
+    folder = _population_registry(tmp_path, "CAU")
+    patient = json.loads(_search(folder, "--population", "AFA", "--json").stdout)[
+        "patient_imputation"]
+    assert (patient["status"], patient["confidence"]) == ("population-substituted", "lowered")
+    assert patient["reasons"] == ["frequencies of another population than asked for: "
+                                  "population 'AFA' is not in the set; using the set's only "
+                                  "population 'CAU'"]
+    table = _search(folder, "--population", "AFA").stdout
+    assert "patient imputation population-substituted (lowered confidence)" in table
+
+
+def test_records_without_a_population_stand_for_the_registrys_own(tmp_path):
+    """A registry declared AFA, imputed with the CAU set (its only population): records
+    stating nothing are taken as AFA donors imputed with CAU frequencies too; with neither
+    the record's nor the registry's population known nothing is flagged."""
+    donors = {d["id"]: d["imputation"] for d in json.loads(
+        _search(_population_registry(tmp_path / "afa", "AFA"), "--json").stdout)["donors"]}
+    assert donors == {"AFA-1": "population-substituted", "UNSTATED": "population-substituted",
+                      "CAU-1": "ok", "AFA-EXACT": "ok"}
+    unknown = _population_registry(tmp_path / "unknown", "")
+    donors = {d["id"]: d["imputation"] for d in json.loads(
+        _search(unknown, "--json").stdout)["donors"]}
+    assert donors["UNSTATED"] == "ok" and donors["AFA-1"] == "population-substituted"
+    stats = json.loads(_cli("registry", "stats", "--registry", unknown, "--json").stdout)
+    assert stats["index"]["population_substituted_records"] == 2  # AFA-1 and AFA-EXACT
+
+
+def test_a_donor_with_a_null_the_set_lacks_keeps_c_linked_to_b_in_the_index(tmp_path, index,
+                                                                            reader, table):
+    """The imputer adds A*24:09N to the set's haplotypes (its own A vocabulary): the index
+    recodes it by name, and the search gives the pairwise prediction's P(C match)."""
+    null = LOW_RES.replace("A*24:02", "A*24:09N")
+    (tmp_path / "r.csv").write_text(HEADER + f'donor,NULL,REG1,,"{null}",30,M,O+,neg,'
+                                             'available,,\n')
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(tmp_path / "r.csv", reader)
+    build_index(reg, reader, table, default_settings(), workers=2)
+    searcher = Searcher(reg, reader, table)
+    result = searcher.search(Patient(LOW_RES), Criteria(max_mismatches=1, kinds=("donor",)))
+    searcher.attach_records(result.donors)
+    [donor] = result.donors
+    imputer = Imputer(table)
+    expected = MatchPredictor(Matcher(reader.index)).predict(
+        imputer.impute(reader.parse(LOW_RES)), imputer.impute(reader.parse(null)))
+    assert donor.imputation == "unrepresented"
+    c_match = next(lp.p[0] for lp in expected.per_locus if lp.locus == "C")
+    assert donor.p_locus["C"][0] == pytest.approx(c_match, abs=donor.truncated_mass + 1e-5)
+    assert c_match > 0.98  # 0.990; 0.05 when A~C~B went locus by locus
+
+
+def test_an_index_of_an_older_layout_is_refused_and_refresh_rebuilds_it(tmp_path):
+    folder = _population_registry(tmp_path, "CAU")
+    reg = Registry(Path(folder))
+    info_path = Path(folder) / reg.meta()["index_folder"] / "index.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "layout": 1}))  # as an older graftmatch wrote it
+    reg.set_meta(index_layout="1")
+    refused = _search(folder, "--json")
+    assert refused.exit_code != 0 and "run 'graftmatch registry refresh'" in refused.stdout
+    assert "search index built" in _cli("registry", "refresh", "--registry", folder).stdout
+    assert _search(folder, "--json").exit_code == 0

@@ -16,7 +16,7 @@ from graftmatch.interfaces.match_command import parse_loci
 from graftmatch.matching.grader import Matcher
 from graftmatch.prediction.frequencies import FrequencySet, read_frequency_set
 from graftmatch.prediction.haplotypes import HaplotypeTable
-from graftmatch.prediction.imputation import Imputation, Imputer
+from graftmatch.prediction.imputation import Imputation, Imputer, confidence
 from graftmatch.prediction.match_probability import MatchPrediction, MatchPredictor
 from graftmatch.prediction.settings import ImputationSettings, default_settings, load_settings
 from graftmatch.prediction.synthetic import write_synthetic_set
@@ -63,7 +63,8 @@ def impute(
     settings: SettingsOption = None,
 ) -> None:
     """Impute a typing: the likely genotypes, with probabilities, from haplotype frequencies
-    (untyped loci imputed; status ok, fallback or unrepresented, with the reason)."""
+    (untyped loci imputed; status ok, population-substituted, fallback or unrepresented, with
+    the reason)."""
     try:
         reader, chosen, freq_set = _open(hf, settings, json_out)
         result = _imputer(freq_set, population, reader, chosen).impute(reader.parse(typing_text))
@@ -78,10 +79,11 @@ def impute(
 
 def _print_imputation(label: str, result: Imputation, limit: int | None) -> None:
     g = result.genotypes
-    out.print(f"[bold]{label}[/]: status [bold]{result.status}[/] ({result.method}), "
+    out.print(f"[bold]{label}[/]: status [bold]{_status(result.status)}[/] ({result.method}), "
               f"population {result.population}, {len(g):,} genotype(s), truncated mass "
               f"{result.truncated_mass:.2e}")
-    for line in (*result.population_steps, *result.reasons):
+    # An imputed status names the population steps in its reasons; an exact typing has none.
+    for line in result.reasons or result.population_steps:
         out.print(f"  [yellow]note[/] {line}")
     if result.imputed_loci:
         out.print(f"  imputed (untyped) loci: {', '.join(result.imputed_loci)}")
@@ -96,6 +98,10 @@ def _print_imputation(label: str, result: Imputation, limit: int | None) -> None
         table.add_row(str(i + 1), f"{g.probabilities[i]:.4f}",
                       *(g.locus_text(i, col).replace("+", " + ") for col in range(len(g.loci))))
     out.print(table)
+
+
+def _status(status: str) -> str:
+    return status if confidence(status) == "normal" else f"{status} (lowered confidence)"
 
 
 def predict(
@@ -139,7 +145,7 @@ def prediction_dict(result: MatchPrediction, limit: int | None) -> dict[str, Any
 def _print_prediction(result: MatchPrediction, limit: int | None) -> None:
     total = 2 * len(result.loci)
     out.print(f"[bold]match probabilities[/] over {', '.join(result.loci)} ({total}/{total}): "
-              f"status [bold]{result.status}[/]")
+              f"status [bold]{_status(result.status)}[/]")
     summary = Table()
     summary.add_column("mismatches", justify="right")
     summary.add_column("match", justify="right")

@@ -16,8 +16,9 @@ from graftmatch.interfaces.common import err, fail, open_reader, out
 from graftmatch.interfaces.match_command import parse_loci
 from graftmatch.prediction.frequencies import read_frequency_set
 from graftmatch.prediction.haplotypes import HaplotypeTable
+from graftmatch.prediction.imputation import confidence
 from graftmatch.prediction.settings import default_settings
-from graftmatch.registry.index import build_index, open_index
+from graftmatch.registry.index import IMPUTATION_STATUS, LAYOUT, build_index, open_index
 from graftmatch.registry.store import Registry, RegistryError, sha256_of
 from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
 from graftmatch.search.ranking import Ranking, default_ranking, load_ranking
@@ -41,10 +42,12 @@ def _table(registry: Registry, reader: TypingReader, population: str | None = No
 
 
 def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = False) -> str:
-    """Rebuild the index when records, release or frequency set changed; say what was done."""
+    """Rebuild the index when records, release, frequency set or index layout changed; say
+    what was done."""
     meta = registry.meta()
     current = {"release": reader.index.release,
-               "frequency_set_sha256": sha256_of(Path(meta["frequency_set"]))}
+               "frequency_set_sha256": sha256_of(Path(meta["frequency_set"])),
+               "index_layout": str(LAYOUT)}
     changed = [k for k, v in current.items() if meta.get(k) != v]
     if not (force or registry.stale or changed):
         return "search index is up to date"
@@ -129,9 +132,12 @@ def registry_stats(
             doc["index"] = {"folder": index.folder.name, "bytes": index.size_bytes,
                             "typings": len(index.tce),
                             "genotypes": len(index.genotypes),
+                            # Typings by status; a population is substituted per record.
                             "imputation": {s: int((index.imputation == i).sum())
-                                           for i, s in enumerate(
-                                               ("ok", "fallback", "unrepresented", "error"))}}
+                                           for i, s in enumerate(IMPUTATION_STATUS)
+                                           if s != "population-substituted"},
+                            "population_substituted_records": int(
+                                (index.population_substituted > 0).sum())}
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
@@ -222,11 +228,12 @@ def _candidate_dict(c: Candidate) -> dict[str, Any]:
             "source": rec.get("source"), "hla": rec.get("gl"), "mismatches": c.mismatches,
             "match_count": match.get("match_count"), "match": match.get("label"),
             "typed_loci": match.get("typed_loci"), "untyped_loci": match.get("untyped_loci"),
-            "confidence": match.get("confidence"), "category": match.get("category"),
+            "match_confidence": match.get("confidence"), "category": match.get("category"),
             "core_mismatches": c.core_mismatches, "p_core_match": c.p_core_match,
             "loci": c.loci, "p_mismatches": {str(k): p for k, p in enumerate(c.p_mismatches)},
             "p_locus": c.p_locus, "p_permissive_dpb1": c.p_permissive_dpb1, "tce": c.tce,
-            "imputation": c.imputation, "truncated_mass": c.truncated_mass, "age": c.age,
+            "imputation": c.imputation, "imputation_confidence": confidence(c.imputation),
+            "truncated_mass": c.truncated_mass, "age": c.age,
             "sex": rec.get("sex"), "abo": rec.get("abo"), "rh": rec.get("rh"),
             "cmv": rec.get("cmv"), "tnc_per_kg": c.tnc_per_kg, "cd34_per_kg": c.cd34_per_kg,
             "dose_group": c.dose_group, "reasons": c.reasons}
@@ -254,6 +261,10 @@ def print_result(result: SearchResult, criteria: Criteria, limit: int,
               f"distinct typings) in {result.seconds['total']:.2f} s: "
               f"{result.counts['donors']:,} donors and {result.counts['cords']:,} cord units "
               "within the criteria")
+    patient = result.patient
+    if confidence(patient.status) == "lowered":
+        out.print(f"[yellow]patient imputation {patient.status} (lowered confidence)[/]: "
+                  + "; ".join(patient.reasons or patient.population_steps), highlight=False)
     donors = Table(title=f"adult donors, up to {criteria.max_mismatches} mismatches over "
                    f"{', '.join(criteria.loci)}; ranked by {', '.join(r.donor_order)} "
                    f"({r.source})")

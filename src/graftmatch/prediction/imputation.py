@@ -10,10 +10,19 @@ Typings with no explaining pair are not left without an answer. In order, each s
 the result with its reason:
 
 1. ``ok``: full haplotypes explain the typing (or it is exact at every locus: no imputation);
-2. ``fallback``: loci are imputed in blocks (``fallback_blocks``, GRIM's plan B) assumed in
-   linkage equilibrium, and within a block that still fails, locus by locus;
-3. ``unrepresented``: a typed allele is absent from the set at its locus; it is given the
-   frequency of the rarest allele there (times ``unrepresented_factor``).
+2. ``unrepresented``, full haplotypes: a typed allele is absent from the set at its locus. It
+   is added as a haplotype with every partial haplotype of the other loci, at the frequency of
+   the rarest allele there (times ``unrepresented_factor``) spread in proportion to those
+   partial haplotypes (GRIM's plan C with linkage kept): the allele is assumed in linkage
+   equilibrium, while the other loci keep their linkage and its typed partner still phases;
+3. ``fallback``: loci are imputed in blocks (``fallback_blocks``, GRIM's plan B) assumed in
+   linkage equilibrium, each block with missing alleles added as in 2., and within a block
+   that still fails, locus by locus (``unrepresented`` when an allele had to be added).
+
+Frequencies of another population than the one asked for (``population_steps``: a broader
+population, the set's only one, the pooled set) lower confidence too: an ``ok`` imputation then
+reads ``population-substituted``, and every imputed status gets the population reason. An exact
+typing reads no frequencies, so it stays ``ok``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,10 @@ from graftmatch.typing.model import AlleleList, CallKind, Typing
 
 IntArray = npt.NDArray[np.int32]
 FloatArray = npt.NDArray[np.float64]
+
+#: Tables extended with missing alleles kept per imputer (least recently used dropped first):
+#: a registry's typings repeat their missing alleles, and each table is as large as the set.
+EXTENDED_TABLES_KEPT = 16
 
 #: Call kinds that name one allele or one allele group: a typing made only of these, at every
 #: locus of the set, is exact and needs no imputation (DOMAIN 3.2 step 5).
@@ -96,13 +109,17 @@ NO_PAIRS = HaplotypePairs(None, np.empty(0, dtype=np.int32), np.empty(0, dtype=n
                           np.empty(0))
 
 
+#: Imputation statuses, worst first. Any but ``ok`` is shown as lowered confidence.
+STATUSES = ("unrepresented", "fallback", "population-substituted", "ok")
+
+
 @dataclass(frozen=True)
 class Imputation:
     """The imputed genotypes of one typing, with how they were obtained."""
 
     #: The typing as read (shown as a canonical GL String).
     typing: Typing = field(repr=False)
-    status: str  # ok | fallback | unrepresented
+    status: str  # one of STATUSES
     method: str  # typed | haplotypes | blocks
     population: str
     population_steps: tuple[str, ...]
@@ -123,6 +140,7 @@ class Imputation:
         return {
             "typing": self.typing.to_gl(),
             "status": self.status,
+            "confidence": confidence(self.status),
             "method": self.method,
             "population": self.population,
             "population_steps": list(self.population_steps),
@@ -138,6 +156,11 @@ class Imputation:
                           for g in range(n)],
             "haplotype_pairs": self.pairs.to_list(n),
         }
+
+
+def confidence(status: str) -> str:
+    """``normal`` for an ``ok`` status, ``lowered`` for any other."""
+    return "normal" if status == "ok" else "lowered"
 
 
 @dataclass(frozen=True)
@@ -172,6 +195,8 @@ class Imputer:
         #: (vocabulary id, copy) -> (vocabulary, mask); the vocabulary is kept so that an id
         #: reused after garbage collection can never return another vocabulary's mask.
         self._compat: dict[tuple[int, str], tuple[LocusVocabulary, npt.NDArray[np.bool_]]] = {}
+        #: (table loci, (locus column, missing names)...) -> the table with them added.
+        self._extended: dict[tuple[Any, ...], HaplotypeTable] = {}
 
     # -- reading a typing -----------------------------------------------------------------
     def _reading(self, typing: Typing, loci: tuple[str, ...]) -> tuple[_Reading, set[str]]:
@@ -245,13 +270,23 @@ class Imputer:
             return Imputation(status="ok", method="typed", genotypes=_typed_set(
                 table.loci, reading.copies[0]), truncated_mass=0.0, imputed_loci=(),
                 **common)  # type: ignore[arg-type]
+        substituted = ["frequencies of another population than asked for: "
+                       + "; ".join(self.population_steps)] if self.population_steps else []
         result = self._run(table, reading)
         if result is not None:
-            return Imputation(status="ok", method="haplotypes", genotypes=result.genotypes,
+            return Imputation(status="population-substituted" if substituted else "ok",
+                              method="haplotypes", genotypes=result.genotypes,
                               truncated_mass=result.truncated, imputed_loci=untyped,
-                              pairs=result.pairs, **common)  # type: ignore[arg-type]
-        reasons = [f"no pair of {'~'.join(table.loci)} haplotypes in population "
+                              reasons=tuple(substituted), pairs=result.pairs,
+                              **common)  # type: ignore[arg-type]
+        reasons = [*substituted, f"no pair of {'~'.join(table.loci)} haplotypes in population "
                    f"{table.name} explains the typing"]
+        result = self._run_with_missing(table, reading, reasons)
+        if result is not None:
+            return Imputation(status="unrepresented", method="haplotypes",
+                              genotypes=result.genotypes, truncated_mass=result.truncated,
+                              imputed_loci=untyped, reasons=tuple(reasons), pairs=result.pairs,
+                              **common)  # type: ignore[arg-type]
         parts, unrepresented = self._blocks(reading, reasons)
         genotypes, truncated = self._product(parts)
         return Imputation(status="unrepresented" if unrepresented else "fallback",
@@ -305,10 +340,52 @@ class Imputer:
         return _Result(genotypes, max(0.0, 1.0 - float(probs[order].sum())), pairs)
 
     # -- fallbacks ----------------------------------------------------------------------
+    def _run_with_missing(self, table: HaplotypeTable, reading: _Reading, reasons: list[str]
+                          ) -> _Result | None:
+        """Impute with the typed copies ``table`` has no entry for added (see the module
+        docstring, step 2); None when none is missing or the typing is still unexplained.
+        On success the added alleles are named in ``reasons``."""
+        missing: dict[int, list[AlleleList]] = {}
+        for copies in reading.copies:
+            for col, pair in enumerate(copies):
+                for copy in pair or ():
+                    if not self._mask(table, col, copy).any():
+                        found = missing.setdefault(col, [])
+                        if copy not in found:
+                            found.append(copy)
+        if not missing:
+            return None
+        names = {col: [_name(copy) for copy in copies] for col, copies in missing.items()}
+        key = (table.loci, *((col, tuple(n)) for col, n in sorted(names.items())))
+        extended = self._extended.pop(key, None)
+        if extended is None:
+            extended = table
+            for col in sorted(missing):
+                floor = self._rarest(table.loci[col]) * self.settings.unrepresented_factor
+                extended = _with_alleles(extended, col, missing[col], floor)
+            while len(self._extended) >= EXTENDED_TABLES_KEPT:
+                del self._extended[next(iter(self._extended))]
+        self._extended[key] = extended  # (re)inserted last: the most recently used
+        result = self._run(extended, reading)
+        if result is None:
+            return None
+        for col in sorted(missing):
+            locus = table.loci[col]
+            others = [other for other in table.loci if other != locus]
+            reasons.append(
+                f"{locus}: {', '.join(names[col])} not in population {self.table.name}; given "
+                f"the frequency of its rarest {locus} allele"
+                + (f", on every {'~'.join(others)} haplotype of the set in proportion to its "
+                   f"frequency: {'~'.join(others)} keep their linkage" if others else ""))
+        return result
+
+    def _rarest(self, locus: str) -> float:
+        return float(self.table.marginal((locus,)).freqs.min())
+
     def _blocks(self, reading: _Reading, reasons: list[str]
                 ) -> tuple[list[_Result], bool]:
-        """Impute block by block; a block that fails goes locus by locus, and a locus whose
-        typed allele the set lacks gets that allele added at the rarest frequency."""
+        """Impute block by block; a block that fails even with its missing alleles added goes
+        locus by locus."""
         loci = self.table.loci
         blocks: list[tuple[str, ...]] = []
         for block in self.settings.fallback_blocks:
@@ -322,7 +399,11 @@ class Imputer:
         parts: list[_Result] = []
         unrepresented = False
         for block in blocks:
-            part = self._run(self.table.marginal(block), _restrict(reading, loci, block))
+            marginal, sub = self.table.marginal(block), _restrict(reading, loci, block)
+            part = self._run(marginal, sub)
+            if part is None:
+                part = self._run_with_missing(marginal, sub, reasons)
+                unrepresented |= part is not None
             if part is not None:
                 parts.append(part)
                 continue
@@ -334,32 +415,10 @@ class Imputer:
                 part = self._run(single, sub)
                 if part is None:
                     unrepresented = True
-                    single, added = self._with_unrepresented(single, sub)
-                    reasons.append(f"{locus}: {', '.join(added)} not in population "
-                                   f"{self.table.name}; given the frequency of its rarest "
-                                   f"{locus} allele")
-                    part = self._run(single, sub)
+                    part = self._run_with_missing(single, sub, reasons)
                     assert part is not None  # every typed copy now has an entry
                 parts.append(part)
         return parts, unrepresented
-
-    def _with_unrepresented(self, single: HaplotypeTable, reading: _Reading
-                            ) -> tuple[HaplotypeTable, list[str]]:
-        """A one-locus table extended with the typed copies it has no entry for."""
-        vocab = single.vocab[0]
-        entries, added = list(vocab.entries), []
-        for copies in reading.copies:
-            for copy in copies[0] or ():
-                if not vocab.compatible(copy) and copy not in entries[len(vocab.entries):]:
-                    entries.append(copy)
-                    added.append("/".join(c.text for c in copy))
-        floor = float(single.freqs.min()) * self.settings.unrepresented_factor
-        extra = len(entries) - len(vocab.entries)
-        codes = np.concatenate([single.codes[:, 0], np.arange(len(vocab.entries), len(entries))])
-        freqs = np.concatenate([single.freqs, np.full(extra, floor)])
-        table = HaplotypeTable(single.name, single.loci, (vocabulary(vocab.locus, entries),),
-                               codes.reshape(-1, 1).astype(np.int32), freqs)
-        return table, added
 
     def _product(self, parts: list[_Result]) -> tuple[GenotypeSet, float]:
         """Independent blocks combined: probabilities multiply, codes concatenate."""
@@ -380,6 +439,35 @@ class Imputer:
         genotypes = GenotypeSet(tuple(self.table.loci), tuple(vocab[i] for i in order),
                                 np.ascontiguousarray(codes[:, order]), probs)
         return genotypes, max(0.0, 1.0 - float(probs.sum()))
+
+
+def _name(copy: AlleleList) -> str:
+    return "/".join(c.text for c in copy)
+
+
+def _with_alleles(table: HaplotypeTable, col: int, copies: Sequence[AlleleList],
+                  frequency: float) -> HaplotypeTable:
+    """``table`` with each copy added at locus column ``col`` on every partial haplotype of
+    the other loci: ``r~X`` at ``frequency * f(r) / total``, so each added allele sums to
+    ``frequency``, in linkage equilibrium with the other loci, which keep their linkage. The
+    other loci keep their vocabularies (the registry index recodes only changed ones)."""
+    others = [c for c in range(len(table.loci)) if c != col]
+    if others:
+        rest = table.marginal(tuple(table.loci[c] for c in others))
+        rest_codes, weights = rest.codes, rest.freqs / table.total
+    else:  # a one-locus table: the allele alone
+        rest_codes, weights = np.empty((1, 0), dtype=np.int32), np.ones(1)
+    vocab = table.vocab[col]
+    codes = [table.codes]
+    for i in range(len(copies)):
+        block = np.empty((len(weights), len(table.loci)), dtype=np.int32)
+        block[:, others] = rest_codes
+        block[:, col] = len(vocab.entries) + i
+        codes.append(block)
+    vocabs = list(table.vocab)
+    vocabs[col] = vocabulary(vocab.locus, [*vocab.entries, *copies])
+    return HaplotypeTable(table.name, table.loci, tuple(vocabs), np.concatenate(codes),
+                          np.concatenate([table.freqs, *([weights * frequency] * len(copies))]))
 
 
 def _restrict(reading: _Reading, loci: tuple[str, ...], block: tuple[str, ...]) -> _Reading:

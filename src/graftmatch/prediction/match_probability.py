@@ -20,11 +20,8 @@ from graftmatch.errors import GraftmatchError
 from graftmatch.matching.grader import Matcher
 from graftmatch.matching.kernels import TCE_VERDICTS
 from graftmatch.prediction import kernels
-from graftmatch.prediction.imputation import GenotypeSet, Imputation
+from graftmatch.prediction.imputation import STATUSES, GenotypeSet, Imputation, confidence
 from graftmatch.prediction.settings import ImputationSettings, default_settings
-
-#: Worst first: the status of a prediction is the worse of its two imputations.
-STATUS_ORDER = ("unrepresented", "fallback", "ok")
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,7 @@ class MatchPrediction:
     #: P(k mismatches) for k = 0 .. 2 * len(loci).
     p_mismatches: tuple[float, ...]
     per_locus: tuple[LocusPrediction, ...]
+    #: The worse of the two imputations' statuses.
     status: str
     #: Probability not assigned to any count (genotypes cut from either list).
     truncated_mass: float
@@ -70,6 +68,7 @@ class MatchPrediction:
             "loci_probabilities": {lp.locus: lp.to_dict() for lp in self.per_locus},
             "p_permissive_dpb1": self.p_permissive_dpb1,
             "status": self.status,
+            "confidence": confidence(self.status),
             "truncated_mass": self.truncated_mass,
             "patient": self.patient.to_dict(genotypes),
             "donor": self.donor.to_dict(genotypes),
@@ -116,7 +115,7 @@ class MatchPredictor:
             p_index, p_prob, d_index, d_prob,
             np.concatenate(tables).astype(np.int8), np.asarray(offsets[:-1], dtype=np.int64),
             np.asarray(widths, dtype=np.int64), 2 * len(asked) + 1)
-        status = min(patient.status, donor.status, key=STATUS_ORDER.index)
+        status = min(patient.status, donor.status, key=STATUSES.index)  # the worse
         p_total = float(counts.sum())
         return MatchPrediction(
             loci=asked, p_mismatches=tuple(float(x) for x in counts),

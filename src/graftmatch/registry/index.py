@@ -3,11 +3,14 @@
 Everything a search reads is here, as ``.npy`` files opened memory-mapped, so a search never
 parses or imputes a donor typing:
 
-* per record: kind, typing, source, age, sex, ABO, Rh, CMV, status, cord cell counts;
+* per record: kind, typing, source, age, sex, ABO, Rh, CMV, status, cord cell counts, and
+  whether its stated population (or, unstated, the registry's) differs from the one its
+  typing was imputed with (every typing is imputed with the registry's population);
 * per distinct typing (registries repeat typings, so this is the unit of work): its match
   states per locus (the compiled grading of :mod:`graftmatch.matching.batch`), DPB1 TCE
-  groups, and its imputed genotypes as a compressed list (offsets, genotype ids,
-  probabilities) into a dictionary of distinct genotypes, each a row of locus-genotype ids.
+  groups, whether it is exact (no frequencies read), and its imputed genotypes as a compressed
+  list (offsets, genotype ids, probabilities) into a dictionary of distinct genotypes, each a
+  row of locus-genotype ids.
 
 The index is built into a temporary folder and renamed into place, then recorded as current:
 a process killed while building leaves the previous index in use.
@@ -47,7 +50,9 @@ ABO = ("", "O", "A", "B", "AB")
 RH = ("", "+", "-")
 CMV = ("unknown", "negative", "positive")
 STATUSES = ("available", "temporarily-unavailable", "reserved", "retired")
-IMPUTATION_STATUS = ("ok", "fallback", "unrepresented", "error")
+IMPUTATION_STATUS = ("ok", "fallback", "unrepresented", "error", "population-substituted")
+#: Bump when the index's files change: an index of another layout is rebuilt, never misread.
+LAYOUT = 2
 #: Genotypes kept per typing (most likely first); the rest is reported as truncated mass.
 MAX_GENOTYPES_PER_TYPING = 500
 
@@ -76,13 +81,21 @@ def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
     started = dt.datetime.now(dt.UTC)
     meta = registry.meta()
     version = meta["data_version"]
-    columns = _record_columns(registry, started.date())
+    stated = ("", *registry.populations())
+    columns = _record_columns(registry, started.date(), stated)
+    # Records stating no population stand for the registry's; neither known: not flagged.
+    asked = [name or meta["population"] for name in stated]
+    substituted = sorted({a for a in asked if a and a != table.name})
+    flag = np.array([substituted.index(a) + 1 if a in substituted else 0 for a in asked] + [0],
+                    dtype=np.int16)
+    columns["population_substituted"] = flag[columns.pop("population")]  # -1 takes the last
     typing_ids, record_typing = np.unique(columns.pop("typing_id"), return_inverse=True)
     columns["typing"] = record_typing.astype(np.int32)
     n = len(typing_ids)
     states = np.full((n, len(SEARCH_LOCI), 2), -1, dtype=np.int32)
     tce = np.zeros(n, dtype=np.int8)
     complex_ = np.zeros(n, dtype=np.bool_)
+    exact = np.zeros(n, dtype=np.bool_)
     status = np.zeros(n, dtype=np.int8)
     truncated = np.zeros(n, dtype=np.float32)
     counts = np.zeros(n, dtype=np.int64)
@@ -106,7 +119,7 @@ def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
             ids = state_ids[li]
             remap = np.array([ids.setdefault(key, len(ids)) for key in keys] + [-1], np.int32)
             states[k, li] = remap[part.states[:, li]]  # -1 (untyped) takes the last entry
-        tce[k], complex_[k] = part.tce, part.complex
+        tce[k], complex_[k], exact[k] = part.tce, part.complex, part.exact
         status[k], truncated[k], counts[k] = part.status, part.truncated, part.counts
         geno_ids.append(dictionary.add(part.codes, part.extra))
         geno_probs.append(part.probs)
@@ -116,7 +129,8 @@ def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     arrays: dict[str, npt.NDArray[Any]] = {
-        **columns, "states": states, "tce": tce, "complex": complex_, "imputation": status,
+        **columns, "states": states, "tce": tce, "complex": complex_, "exact": exact,
+        "imputation": status,
         "truncated": truncated, "geno_offsets": offsets,
         "geno_ids": np.concatenate(geno_ids) if geno_ids else np.empty(0, np.int32),
         "geno_probs": np.concatenate(geno_probs) if geno_probs else np.empty(0, np.float32),
@@ -125,7 +139,10 @@ def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
     del geno_ids, geno_probs
     info = {
         "data_version": version, "built": started.isoformat(), "release": reader.index.release,
-        "frequency_set": meta["frequency_set"], "population": table.name,
+        "layout": LAYOUT, "frequency_set": meta["frequency_set"], "population": table.name,
+        # Populations stated by records imputed with another: the per-record column
+        # population_substituted holds 1 + the position here, 0 when not substituted.
+        "population_substituted": substituted,
         "search_loci": list(SEARCH_LOCI), "imputation_loci": list(table.loci),
         "state_keys": [[list(key) for key in ids] for ids in state_ids],
         "locus_genotypes": dictionary.texts,
@@ -148,6 +165,7 @@ class _Part:
     states: npt.NDArray[np.int32]
     tce: npt.NDArray[np.int8]
     complex: npt.NDArray[np.bool_]
+    exact: npt.NDArray[np.bool_]
     status: npt.NDArray[np.int8]
     truncated: npt.NDArray[np.float32]
     counts: npt.NDArray[np.int64]
@@ -184,7 +202,8 @@ class _Worker:
         k = len(texts)
         table = cls.imputer.table
         part = _Part(np.full((k, len(SEARCH_LOCI), 2), -1, dtype=np.int32),
-                     np.zeros(k, np.int8), np.zeros(k, np.bool_), np.zeros(k, np.int8),
+                     np.zeros(k, np.int8), np.zeros(k, np.bool_), np.zeros(k, np.bool_),
+                     np.zeros(k, np.int8),
                      np.zeros(k, np.float32), np.zeros(k, np.int64),
                      np.empty((0, len(table.loci), 2), np.int32), np.empty(0, np.float32),
                      [[] for _ in table.loci], [])
@@ -199,6 +218,7 @@ class _Worker:
             part.tce[i], part.complex[i] = cls.batch.encode_into(typing, part.states[i])
             result = cls.imputer.impute(typing)
             part.status[i] = IMPUTATION_STATUS.index(result.status)
+            part.exact[i] = result.method == "typed"
             g = result.genotypes
             keep = min(len(g), MAX_GENOTYPES_PER_TYPING)
             part.truncated[i] = result.truncated_mass + float(g.probabilities[keep:].sum())
@@ -234,19 +254,22 @@ class _Worker:
         return mapping[codes]
 
 
-def _record_columns(registry: Registry, today: dt.date) -> dict[str, npt.NDArray[Any]]:
-    """The records as columns, streamed from the store into arrays chunk by chunk."""
+def _record_columns(registry: Registry, today: dt.date, populations: tuple[str, ...]
+                    ) -> dict[str, npt.NDArray[Any]]:
+    """The records as columns, streamed from the store into arrays chunk by chunk (a record's
+    population as its position in ``populations``, whose first entry is the empty one)."""
     names = ("row", "kind", "source", "typing_id", "age", "sex", "abo", "rh", "cmv", "status",
-             "tnc_1e7", "cd34_1e5")
+             "tnc_1e7", "cd34_1e5", "population")
     types = {"row": np.int64, "kind": np.int8, "source": np.int16, "typing_id": np.int64,
              "age": np.float32, "sex": np.int8, "abo": np.int8, "rh": np.int8, "cmv": np.int8,
-             "status": np.int8, "tnc_1e7": np.float32, "cd34_1e5": np.float32}
+             "status": np.int8, "tnc_1e7": np.float32, "cd34_1e5": np.float32,
+             "population": np.int16}
     total = sum(registry.count().values())
     if not total:
         raise RegistryError(f"{registry.path} has no records to index")
     out = {name: np.empty(total, dtype=types[name]) for name in names}
     codes = {"kind": KINDS, "sex": SEXES, "abo": ABO, "rh": RH, "cmv": CMV,
-             "status": STATUSES}
+             "status": STATUSES, "population": populations}
     done = 0
     for rows in registry.coded_records(codes, today):
         block = np.array(rows, dtype=np.float64)
@@ -299,4 +322,8 @@ def open_index(registry: Registry) -> SearchIndex:
     if meta.get("index_version") != meta.get("data_version") or "index_folder" not in meta:
         raise RegistryError(f"the search index of {registry.path} is out of date (records "
                             "changed since it was built); run 'graftmatch registry refresh'")
-    return SearchIndex(registry.path / meta["index_folder"])
+    index = SearchIndex(registry.path / meta["index_folder"])
+    if index.info.get("layout") != LAYOUT:
+        raise RegistryError(f"the search index of {registry.path} was built by another "
+                            "graftmatch version; run 'graftmatch registry refresh'")
+    return index

@@ -222,6 +222,12 @@ class Registry:
         with self.engine.connect() as conn:
             return sorted(conn.execute(select(records_table.c.source).distinct()).scalars())
 
+    def populations(self) -> list[str]:
+        """The populations records state, sorted (empty ones left out)."""
+        with self.engine.connect() as conn:
+            return sorted(p for p in conn.execute(
+                select(records_table.c.population).distinct()).scalars() if p)
+
     def iter_records(self) -> Iterator[dict[str, Any]]:
         """Every record in row order, as stored, streamed (the index reads coded columns
         through :meth:`coded_records` instead)."""
@@ -236,10 +242,10 @@ class Registry:
         """Every record in row order as numbers, in lists of ``size`` rows, for the index.
 
         Columns: row, kind, source, typing_id, age (from the birth date when given, on
-        ``today``), sex, abo, rh, cmv, status, tnc_1e7, cd34_1e5. A text column named in
-        ``codes`` comes as its position in ``codes[name]``, whose first entry stands for an
-        empty value; ``source`` is coded by :meth:`sources`. Coding happens in SQLite, so 40
-        million records stream without a Python object per field.
+        ``today``), sex, abo, rh, cmv, status, tnc_1e7, cd34_1e5, population. A text column
+        named in ``codes`` comes as its position in ``codes[name]``, whose first entry stands
+        for an empty value; ``source`` is coded by :meth:`sources`. Coding happens in SQLite,
+        so 40 million records stream without a Python object per field.
         """
         c = records_table.c
         coded = {**codes, "source": self.sources()}
@@ -256,7 +262,7 @@ class Registry:
                    else_=c.age)
         query = select(c.row, code("kind"), code("source"), c.typing_id, age, code("sex"),
                        code("abo"), code("rh"), code("cmv"), code("status"), c.tnc_1e7,
-                       c.cd34_1e5).order_by(c.row)
+                       c.cd34_1e5, code("population")).order_by(c.row)
         sql = str(query.compile(self.engine, compile_kwargs={"literal_binds": True}))
         with self.engine.connect() as conn:
             cursor = conn.connection.driver_connection.execute(sql)  # type: ignore[union-attr]

@@ -621,6 +621,7 @@ class _Found:
         self.age = np.asarray(idx.age[rows], dtype=np.float64)
         self.cmv, self.sex = np.asarray(idx.cmv[rows]), np.asarray(idx.sex[rows])
         self.abo = np.asarray(idx.abo[rows])
+        self.population = np.asarray(idx.population_substituted[rows])
         weight = patient.weight_kg or np.nan
         self.tnc_total = np.asarray(idx.tnc_1e7[rows], dtype=np.float64)
         self.tnc_per_kg = self.tnc_total / weight
@@ -662,6 +663,19 @@ class _Found:
         code = int(self.tce[j])
         dpb1 = self.probs["dpb1"]
         age, tnc, cd34 = (float(a[j]) for a in (self.age, self.tnc_per_kg, self.cd34_per_kg))
+        # Donors were imputed with the registry's population, whatever the record states; an
+        # exact typing read no frequencies, so its status stays as it is.
+        imputation = ix.IMPUTATION_STATUS[int(idx.imputation[t])]
+        stated = int(self.population[j])
+        reasons = []
+        if stated and not idx.exact[t]:
+            if imputation == "ok":
+                imputation = "population-substituted"
+            reasons.append(f"imputation {imputation} (lowered confidence): stated population "
+                           f"{idx.info['population_substituted'][stated - 1]}, imputed with "
+                           f"population {idx.info['population']}")
+        elif imputation != "ok":
+            reasons.append(f"imputation {imputation} (lowered confidence)")
         return Candidate(
             row=int(self.rows[j]), kind=ix.KINDS[int(self.kind[j])], typing=t,
             mismatches=int(self.mismatches[j]), loci={},
@@ -669,7 +683,7 @@ class _Found:
             p_permissive_dpb1=float(dpb1[k]) if dpb1 is not None else None,
             tce=TCE_VERDICTS[code] if code != 255 else None,
             truncated_mass=float(idx.truncated[t]),
-            imputation=ix.IMPUTATION_STATUS[int(idx.imputation[t])],
+            imputation=imputation, reasons=reasons,
             age=None if np.isnan(age) else age, core_mismatches=int(self.core_mm[j]),
             p_core_match=float(self.p_core[j]),
             tnc_per_kg=None if np.isnan(tnc) else tnc,
@@ -679,8 +693,8 @@ class _Found:
 
     def donor(self, j: int, rank: int) -> Candidate:
         c = self._candidate(j, rank)
-        c.reasons = [reason for name in self.searcher.ranking.donor_order
-                     if (reason := self._donor_reason(name, c, j))]
+        c.reasons = [*(reason for name in self.searcher.ranking.donor_order
+                       if (reason := self._donor_reason(name, c, j))), *c.reasons]
         return c
 
     def _donor_reason(self, name: str, c: Candidate, j: int) -> str:
@@ -730,6 +744,7 @@ class _Found:
         group = int(self.dose_group[j])
         c.dose_group = group or None
         loci = "/".join(r.cord_loci)
+        imputation = c.reasons  # the imputation's own notes, if any, come last
         c.reasons = [f"{c.mismatches} mismatch(es) over {loci}"]
         if c.tnc_per_kg is None:
             c.reasons.append("dose not judged (no patient weight or no TNC count)")
@@ -745,6 +760,7 @@ class _Found:
                                 else "not reached"))
         if self.c_mismatched[j]:
             c.reasons.append("HLA-C mismatch")
+        c.reasons += imputation
         return c
 
 
