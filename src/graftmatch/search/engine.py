@@ -305,18 +305,23 @@ class Searcher:
                                       for r in rows)
         out = {}
         for row in rows:
-            gl = texts[int(self.index.typing_ids[self.index.typing[row]])]
+            donor = self.reader.parse(texts[int(self.index.typing_ids[self.index.typing[row]])])
             loci = criteria.loci if self.index.kind[row] == 0 else self.ranking.cord_loci
-            result = self.matcher.match(typing, self.reader.parse(gl), loci)
+            result = self.matcher.match(typing, donor, loci)
             over = any((r.mismatches or 0) > criteria.per_locus.get(r.locus, 2)
                        for r in result.loci if r.typed)  # as the screen does: then left out
+            # The other search loci are shown too, graded apart so that they cannot change
+            # which alternative genotypes the count chose.
+            others = [locus for locus in self.loci if locus not in loci]
+            shown = [*result.loci, *(self.matcher.match(typing, donor, others).loci
+                                     if others else ())]
             out[int(row)] = (MAX_EXCLUDED if over else result.total_mismatches, {
                 r.locus: {"typed": False} if not r.typed else {
                     **dict(zip(FIELDS, (v or 0 for v in (
                         r.mismatches, r.gvh_mismatches, r.hvg_mismatches, r.antigen_mismatches,
                         r.allele_mismatches, r.unknown_mismatches, r.potential_matches,
                         int(r.confidence))), strict=True)), "typed": True}
-                for r in result.loci})
+                for r in shown})
         return out
 
     # -- probabilities --------------------------------------------------------------------
@@ -499,12 +504,19 @@ class _Found:
             counted = np.array([locus in loci for locus in searcher.loci])
             totals.append(np.where(typed & counted, mm, 0).sum(axis=1)[ks])
         mismatches = np.where(kind == 0, totals[0], totals[1])
-        for row, (total, _) in exact.items():  # alternatives: the pair grader's count
-            mismatches[np.searchsorted(rows, row)] = total
+        per_locus = mm[ks]
+        for row, (total, graded) in exact.items():  # alternatives: the pair grader's grades
+            j = np.searchsorted(rows, row)
+            mismatches[j] = total
+            per_locus[j] = [graded[locus]["mismatches"] if graded[locus]["typed"] else 255
+                            for locus in searcher.loci]
         limit = np.where(kind == 0, criteria.max_mismatches, ranking.cord_max_mismatches)
         keep = mismatches <= limit
         self.rows, self.ks, self.kind = rows[keep], ks[keep], kind[keep]
         self.mismatches = mismatches[keep]
+        #: Mismatches per candidate and search locus (255: untyped on either side), counted or
+        #: not: what a tie-breaker on DRB3/4/5 (or any graded locus) reads.
+        self.locus_mismatches = per_locus[keep]
         rows = self.rows
         self.typing = np.asarray(idx.typing[rows]).astype(np.int64)
         self.age = np.asarray(idx.age[rows], dtype=np.float64)
@@ -606,7 +618,7 @@ def _screen(states, table, has, counted, cord_counted, limits):  # type: ignore[
         d_total = 0
         c_total = 0
         for li in range(n_loci):
-            if not has[li]:
+            if not has[li] or not (counted[li] or cord_counted[li]):  # graded later, not here
                 continue
             b1 = states[t, li, 0]
             b2 = states[t, li, 1]
