@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import read_wmda
@@ -103,3 +105,52 @@ def test_mismatch_summary_counts_by_hand(index, reader):
     assert summary.untyped == 1
     with pytest.raises(ValueError, match="DPB1"):
         MismatchSummary(["DPB1"], batch.loci)
+
+
+#: DRB3/4/5 present, typed with one copy, absent by DRB1, untyped, and alternatives.
+DR_CURATED = [
+    "DRB1*04:01+DRB1*03:01^DRB4*01:01",
+    "DRB1*03:01+DRB1*15:01^DRB5*01:01",
+    "DRB1*01:01+DRB1*08:01",
+    "DRB1*03:01+DRB1*01:01^DRB3*01:01",
+    "DRB1*04:01+DRB1*07:01^DRB4*01:01+DRB4*01:03:01:02N",
+    "DRB1*03:01/DRB1*04:01+DRB1*01:01",
+    "DRB1*03:01+DRB1*04:01^DRB3*01:01+DRB4*01:01|DRB3*01:01+DRB3*02:02",
+    "DRB1*01:01+DRB1*04:01|DRB1*01:01+DRB1*15:01",
+    "DRB1*03:01~DRB3*02:02+DRB1*15:01~DRB5*01:01",
+    "DR17+DR1",
+    "DRB3*02:02+DRB5*01:01",
+    "A*01:01+A*02:01",
+]
+
+
+@pytest.mark.parametrize("loci", [["DRB1", "DRB3", "DRB4", "DRB5"], ["DRB4", "DRB5", "DRB3"]])
+def test_drb345_presence_and_absence_agree_with_the_pair_grader(index, reader, loci):
+    matcher = Matcher(index)
+    batch = BatchMatcher(matcher, loci)
+    rows = [(f"T{i}", reader.parse(gl)) for i, gl in enumerate(DR_CURATED)]
+    n = len(rows)
+    p_rows = np.repeat(np.arange(n), n).astype(np.int64)
+    d_rows = np.tile(np.arange(n), n).astype(np.int64)
+    _compare(batch, matcher, rows, rows, p_rows, d_rows, loci)
+
+
+def test_absent_states_round_trip_through_their_keys(index, reader):
+    """A registry index stores states by key and a search rebuilds them (restore): an absent
+    copy, typed or read from DRB1, must come back as the same absent copy."""
+    loci = ["DRB1", "DRB3", "DRB4", "DRB5"]
+    batch = BatchMatcher(Matcher(index), loci)
+    cohort = batch.encode([(f"T{i}", reader.parse(gl)) for i, gl in enumerate(DR_CURATED)])
+    keys = json.loads(json.dumps(batch.state_keys()))
+    restored = BatchMatcher.restore(Matcher(index), loci, keys, reader)
+    assert restored.state_keys() == keys
+    texts = {text for locus in keys for key in locus for text in key}
+    assert {"DRB4 absent", "DRB4 absent (by DRB1)", "DRB5 absent (by DRB1)"} <= texts
+    for li in range(len(loci)):
+        for state in range(len(keys[li])):
+            assert restored.slot(li, state) == batch.slot(li, state)
+    every = np.arange(len(cohort), dtype=np.int64)
+    p_rows, d_rows = np.repeat(every, len(cohort)), np.tile(every, len(cohort))
+    a = batch.grade(cohort, cohort, p_rows, d_rows)
+    b = restored.grade(cohort, cohort, p_rows, d_rows)
+    assert (a.loci == b.loci).all() and (a.totals == b.totals).all()

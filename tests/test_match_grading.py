@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from graftmatch.errors import GraftmatchError
 from graftmatch.matching.grader import Matcher
@@ -342,3 +344,165 @@ def test_result_is_immutable_and_json_ready(grade):
     assert set(doc["loci"]["A"]) >= {"mismatches", "gvh_mismatches", "hvg_mismatches",
                                      "antigen_mismatches", "positions", "confidence"}
     assert doc["loci"]["DPB1"]["tce"] == "permissive"
+
+
+# -- DRB3/4/5: genes some haplotypes lack (DOMAIN 2.1; policy.toml [drb345]) ---------------------
+# DRB1*01, *08, *10 haplotypes carry none of DRB3/4/5, *15/*16 carry DRB5 (DR51), *03, *11-*14
+# DRB3 (DR52), *04, *07, *09 DRB4 (DR53). One typed DRB3/4/5 copy: the other haplotype lacks it.
+DRB345 = ["DRB3", "DRB4", "DRB5"]
+
+
+def _counts(r):
+    return (r.mismatches, r.gvh_mismatches, r.hvg_mismatches)
+
+
+def test_patient_dr53_donor_without_drb4_is_a_gvh_mismatch_at_drb4(grade):
+    # Patient DRB4*01:01 + absent (acting as DRB4*01:01); donor absent + absent (its DRB1*03 and
+    # *15 carry no DRB4). The patient's absent copy matches both absent donor copies, its
+    # DRB4*01:01 neither: 1 mismatch, which the donor lacks (GvH 1); every donor copy is matched
+    # by a patient copy (HvG 0).
+    r = locus(grade, "DRB1*04:01+DRB1*03:01^DRB4*01:01",
+              "DRB1*03:01+DRB1*15:01^DRB5*01:01", "DRB4")
+    assert _counts(r) == (1, 1, 0)
+    assert [(p.patient, p.donor, p.grade, p.confidence) for p in r.positions] == [
+        ("DRB4*01:01", "DRB4 absent (by DRB1)", Grade.EXPRESSING_VS_ABSENT, Confidence.MISMATCH),
+        ("DRB4 absent", "DRB4 absent (by DRB1)", Grade.ABSENT, Confidence.POTENTIAL)]
+    assert r.positions[0].mismatch is Relation.ANTIGEN
+    assert [(p.patient_absence, p.donor_absence) for p in r.positions] == [
+        (None, "implied-by-drb1"), ("typed", "implied-by-drb1")]
+
+
+def test_donor_only_drb5_is_an_hvg_mismatch(grade):
+    # The mirror image: patient absent + absent (DRB1*04, *03: no DRB5), donor DRB5*01:01 + absent.
+    result = grade("DRB1*04:01+DRB1*03:01^DRB4*01:01", "DRB1*03:01+DRB1*15:01^DRB5*01:01",
+                   ["DRB1", *DRB345])
+    assert _counts(result.locus("DRB5")) == (1, 0, 1)
+    assert not result.locus("DRB3").typed  # both sides carry DRB1*03 and type no DRB3
+    assert (result.match_count, result.untyped_loci) == ("3/6", ("DRB3",))  # 3 loci typed
+    assert (result.gvh_mismatches, result.hvg_mismatches) == (2, 2)  # DRB1 1/1, DRB4, DRB5
+
+
+def test_one_copy_drb4_is_that_allele_and_an_absent_copy_not_homozygous(grade):
+    # Read as homozygous, patient DRB4*01:01 against a donor lacking DRB4 would be 2 mismatches
+    # each way; as DRB4*01:01 + absent it is 1, GvH only (first DRB4 test). Against a donor with
+    # two DR53 haplotypes (DRB4*01:01 + DRB4*01:02, other P groups): the patient's absent copy
+    # acts as DRB4*01:01, so only the donor's DRB4*01:02 is unmatched: 1 mismatch, HvG 1, GvH 0.
+    two = locus(grade, "DRB1*04:01+DRB1*01:01^DRB4*01:01",
+                "DRB1*04:01+DRB1*07:01^DRB4*01:01+DRB4*01:02", "DRB4")
+    assert _counts(two) == (1, 0, 1)
+    one = locus(grade, "DRB1*04:01+DRB1*01:01^DRB4*01:01", "DRB1*04:01+DRB1*01:01^DRB4*01:01",
+                "DRB4")
+    assert _counts(one) == (0, 0, 0) and one.confidence is Confidence.EXACT
+    assert [p.grade for p in one.positions] == [Grade.GDNA, Grade.ABSENT]
+    assert one.positions[1].confidence is Confidence.DEFINITE  # typed on both sides
+
+
+def test_absent_against_absent_is_a_potential_match_when_read_from_drb1(grade):
+    result = grade("DRB1*01:01+DRB1*08:01", "DRB1*10:01+DRB1*01:01", DRB345)
+    for name in DRB345:
+        r = result.locus(name)
+        assert _counts(r) == (0, 0, 0) and r.potential_matches == 2
+        assert r.confidence is Confidence.POTENTIAL
+        assert {p.grade for p in r.positions} == {Grade.ABSENT}
+    assert (result.match_count, result.category) == ("6/6", "potential")
+
+
+def test_drb3_untyped_when_drb1_implies_it_but_it_is_not_typed(grade):
+    r = locus(grade, "DRB1*03:01+DRB1*01:01", "DRB1*03:01+DRB1*01:01^DRB3*01:01", "DRB3")
+    assert not r.typed
+
+
+@pytest.mark.parametrize(("patient", "absent"), [
+    ("DRB1*03:01/DRB1*04:01+DRB1*01:01", {"DRB5"}),  # a list spanning DR52 and DR53
+    ("DRB1*01:01+DRB1*04:01|DRB1*01:01+DRB1*15:01", {"DRB3"}),  # alternatives: DR53 or DR51
+    ("DRB1*04:XX+DRB1*07:01", {"DRB3", "DRB5"}),  # an XX code within one group
+    ("DR17+DR1", {"DRB4", "DRB5"}),  # serology
+    ("A*01:01+A*02:01", set()),  # DRB1 untyped: nothing is implied
+])
+def test_absence_is_read_from_drb1_only_where_every_reading_agrees(grade, patient, absent):
+    result = grade(patient, "DRB1*01:01+DRB1*08:01", DRB345)
+    assert {r.locus for r in result.loci if r.typed} == absent
+
+
+def test_absence_from_drb1_follows_the_policy(grade, index):
+    off = Matcher(index, dataclasses.replace(default_policy(), drb345_from_drb1=False))
+    assert not locus(grade, "DRB1*01:01+DRB1*08:01", "DRB1*01:01+DRB1*08:01", "DRB5",
+                     m=off).typed
+    # A site's exception, longer than the group entry: DRB1*14:54 haplotypes read as carrying no
+    # DRB3 (an invented rule, to show the longest prefix decides).
+    carriers = (*default_policy().drb345_carriers, ("DRB1*14:54", frozenset()))
+    site = Matcher(index, dataclasses.replace(default_policy(), drb345_carriers=carriers))
+    assert locus(grade, "DRB1*14:54+DRB1*01:01", "DRB1*01:01+DRB1*08:01", "DRB3", m=site).typed
+    assert not locus(grade, "DRB1*14:01+DRB1*01:01", "DRB1*01:01+DRB1*08:01", "DRB3",
+                     m=site).typed
+
+
+def test_alternatives_naming_different_drb345_genes_read_the_others_as_absent(grade):
+    # The second alternative puts DRB3 on both haplotypes, so it has no DRB4; the alternatives
+    # differ at DRB4, so its match (with the first) is potential.
+    result = grade("DRB1*03:01+DRB1*04:01^DRB3*01:01+DRB4*01:01|DRB3*01:01+DRB3*02:02",
+                   "DRB1*03:01+DRB1*04:01^DRB3*01:01+DRB4*01:01", DRB345)
+    drb4 = result.locus("DRB4")
+    assert _counts(drb4) == (0, 0, 0) and drb4.confidence is Confidence.POTENTIAL
+    assert _counts(result.locus("DRB3")) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('"DRB1*1454" = []', "key 'DRB1\\*1454' should be a DRB1 allele"),
+    ('"DRB3*01" = []', "key 'DRB3\\*01'"),
+    ('"DRB1*14:54" = ["DRB6"]',
+     "'DRB1\\*14:54' = \\['DRB6'\\] should be a list of distinct loci"),
+    ('"DRB1*14:54" = ["DRB3", "DRB3"]', "'DRB1\\*14:54' = \\['DRB3', 'DRB3'\\]"),
+    ('"DRB1*14:54" = "DRB3"', "'DRB1\\*14:54' = 'DRB3'"),
+])
+def test_drb345_carriers_are_checked_entry_by_entry(table, message):
+    from graftmatch.config import packaged
+    from graftmatch.matching.policy import PolicyError, parse_policy
+
+    text = packaged("graftmatch.matching", "policy.toml").replace(
+        '"DRB1*09" = ["DRB4"]', table)
+    with pytest.raises(PolicyError, match=r"site\.toml \[drb345\.carriers\]: " + message):
+        parse_policy(text, "site.toml")
+
+
+def test_a_policy_without_the_drb345_section_is_refused():
+    from graftmatch.config import packaged
+    from graftmatch.matching.policy import PolicyError, parse_policy
+
+    text = packaged("graftmatch.matching", "policy.toml").replace(
+        "read_absence_from_drb1 = true", "")
+    with pytest.raises(PolicyError, match=r"\[drb345\]: 'read_absence_from_drb1' is missing"):
+        parse_policy(text, "site.toml")
+
+
+_DRB1 = ("DRB1*01:01", "DRB1*03:01", "DRB1*04:01", "DRB1*07:01", "DRB1*08:01", "DRB1*15:01",
+         "DRB1*03:01/DRB1*04:01", "DRB1*13:XX")
+_PARALOGUE_ALLELES = {"DRB3": ("DRB3*01:01", "DRB3*02:02"),
+                      "DRB4": ("DRB4*01:01", "DRB4*01:02", "DRB4*01:03:01:02N"),
+                      "DRB5": ("DRB5*01:01", "DRB5*02:02")}
+
+
+@st.composite
+def dr_typing(draw):
+    """DRB1 (or none) and 0, 1 or 2 copies of each of DRB3, DRB4, DRB5."""
+    blocks = []
+    if draw(st.booleans()):
+        blocks.append("+".join(draw(st.lists(st.sampled_from(_DRB1), min_size=1, max_size=2))))
+    for alleles in _PARALOGUE_ALLELES.values():
+        copies = draw(st.lists(st.sampled_from(alleles), max_size=2))
+        if copies:
+            blocks.append("+".join(copies))
+    return "^".join(blocks) or "A*01:01"
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(patient=dr_typing(), donor=dr_typing())
+def test_swapping_patient_and_donor_swaps_gvh_and_hvg_at_drb345(grade, patient, donor):
+    forward, backward = grade(patient, donor, DRB345), grade(donor, patient, DRB345)
+    for name in DRB345:
+        f, b = forward.locus(name), backward.locus(name)
+        assert f.typed == b.typed, name
+        if f.typed:
+            assert (f.mismatches, f.gvh_mismatches, f.hvg_mismatches) == (
+                b.mismatches, b.hvg_mismatches, b.gvh_mismatches), name

@@ -285,6 +285,12 @@ def print_result(result: SearchResult, criteria: Criteria, limit: int,
                                  if c.p_permissive_dpb1 is not None else "-"),
                        "; ".join(c.reasons))
     out.print(donors)
+    for c in [*result.donors[:limit], *result.cords[:limit]]:
+        if confidence(c.imputation) == "lowered":
+            notes = [reason for reason in c.reasons if reason.startswith("imputation ")]
+            out.print(f"[yellow]{c.record.get('source')}:{c.record.get('ext_id')}[/]: "
+                      + ("; ".join(notes) or f"imputation {c.imputation} (lowered confidence)"),
+                      highlight=False)
     out.print(f"ranking evidence: {r.donor_evidence}", highlight=False)
     if result.cords:
         cords = Table(title=f"cord blood units (single units at TNC >= "

@@ -145,8 +145,9 @@ class BatchMatcher:
         return self._states[li][state]
 
     def state_keys(self) -> list[list[list[str]]]:
-        """Per locus, each state as (typed allele list, acting allele list): enough to rebuild
-        the states in another process (:meth:`restore`)."""
+        """Per locus, each state as (typed allele list, acting allele list; an absent DRB3/4/5
+        copy by its text, which says how its absence is known): enough to rebuild the states in
+        another process (:meth:`restore`)."""
         return [[[slot.typed.text, slot.acting.text] for slot in states]
                 for states in self._states]
 
@@ -162,7 +163,9 @@ class BatchMatcher:
         return out
 
     def _position(self, reader: TypingReader, text: str) -> Position:
-        return self.matcher.positions.position(reader.parse(text).blocks[0][0][0][0])
+        positions = self.matcher.positions
+        return positions.absent_named(text) or positions.position(
+            reader.parse(text).blocks[0][0][0][0])
 
     def _state(self, li: int, slots: tuple[Slot, Slot]) -> tuple[int, int]:
         ids = self._state_ids[li]

@@ -6,11 +6,13 @@ four patient-donor copy pairs of every locus (:mod:`.grades`), picks the better 
 counts directions (:mod:`.kernels`), and adds the DPB1 TCE verdict.
 
 Typing structure: a locus typed with one copy (``A*01:01``) is read as homozygous, as registries
-write homozygous typings; for DRB3/4/5 one copy means the other haplotype lacks the gene, which
-matches like a null copy, i.e. the same way. Alternative genotypes (``|``) count as potential
-matches: the best genotype is taken, and where the alternatives differ at a locus no match there
-is more than potential. Alternatives phased over several loci (``~`` with ``|``) are chosen
-jointly for those loci.
+write homozygous typings. DRB3, DRB4 and DRB5 are present on some haplotypes only, so for them
+one copy means the other haplotype lacks the gene: that copy is *absent*, and matches like a null
+copy. An untyped DRB3/4/5 gene is absent on both haplotypes when the side's DRB1 alleles imply it
+(the policy's ``[drb345]``), and stays untyped otherwise. Alternative genotypes (``|``) count as
+potential matches: the best genotype is taken, and where the alternatives differ at a locus no
+match there is more than potential. Alternatives phased over several loci (``~`` with ``|``) are
+chosen jointly for those loci.
 """
 
 from __future__ import annotations
@@ -32,10 +34,18 @@ from graftmatch.matching.grades import (
     relation_of,
 )
 from graftmatch.matching.policy import MatchPolicy, default_policy
-from graftmatch.matching.positions import PositionReader, SequenceFacts, Slot
+from graftmatch.matching.positions import (
+    ABSENT_IMPLIED,
+    ABSENT_TYPED,
+    Position,
+    PositionReader,
+    SequenceFacts,
+    Slot,
+)
 from graftmatch.matching.result import LocusResult, MatchResult, PositionResult, TceResult
 from graftmatch.nomenclature.index import NomenclatureIndex
 from graftmatch.typing.model import AlleleList, Typing
+from graftmatch.typing.parser import PARALOGUES
 
 #: Joint choices over phased multi-locus genotype lists are enumerated up to this many.
 MAX_JOINT_CHOICES = 4096
@@ -64,15 +74,30 @@ class Matcher:
 
     # -- reading typings into slots ------------------------------------------------------
     def slots(self, copies: Sequence[AlleleList]) -> LocusSlots:
-        """The two slots of one locus from its typed copies (one copy reads as homozygous)."""
+        """The two slots of one locus from its typed copies (one copy reads as homozygous, or
+        for DRB3/4/5 as that copy and an absent one)."""
         first = self.positions.position(copies[0])
-        second = self.positions.position(copies[1]) if len(copies) > 1 else first
+        if len(copies) > 1:
+            second = self.positions.position(copies[1])
+        elif first.locus in PARALOGUES:
+            second = self.positions.absent(first.locus, ABSENT_TYPED)
+        else:
+            second = first
+        return self._pair(first, second)
+
+    @staticmethod
+    def _pair(first: Position, second: Position) -> LocusSlots:
         act_first = second if first.null and not second.null else first
         act_second = first if second.null and not first.null else second
         return Slot(first, act_first), Slot(second, act_second)
 
+    def _absent(self, locus: str, how: str) -> LocusSlots:
+        absent = self.positions.absent(locus, how)
+        return self._pair(absent, absent)
+
     def blocks(self, typing: Typing) -> list[list[Alternative]]:
-        """Each ``^`` block as its alternative genotypes, each as slots per locus."""
+        """Each ``^`` block as its alternative genotypes, each as slots per locus; DRB3/4/5
+        genes the DRB1 alleles imply are not there come last, as a block of their own."""
         out = []
         for block in typing.blocks:
             alternatives = []
@@ -82,8 +107,29 @@ class Matcher:
                     for alleles in haplotype:
                         copies.setdefault(alleles[0].locus, []).append(alleles)
                 alternatives.append({locus: self.slots(c) for locus, c in copies.items()})
+            # Alternatives may name different DRB3/4/5 genes (DRB3*01:01+DRB4*01:01 |
+            # DRB3*01:01+DRB3*02:02): each states both haplotypes' genes, so a gene another
+            # alternative names and this one does not is absent from both of its haplotypes.
+            named = {locus for alt in alternatives for locus in alt if locus in PARALOGUES}
+            for alt in alternatives:
+                for locus in sorted(named - alt.keys()):
+                    alt[locus] = self._absent(locus, ABSENT_TYPED)
             out.append(alternatives)
+        implied = self._implied_absent(out)
+        if implied:
+            out.append([{locus: self._absent(locus, ABSENT_IMPLIED) for locus in implied}])
         return out
+
+    def _implied_absent(self, blocks: list[list[Alternative]]) -> list[str]:
+        """The untyped DRB3/4/5 genes that no DRB1 copy of any alternative may carry."""
+        typed = {locus for block in blocks for locus in block[0]}
+        missing = sorted(PARALOGUES - typed)
+        if not (missing and self.policy.drb345_from_drb1 and "DRB1" in typed):
+            return []
+        drb1 = next(block for block in blocks if "DRB1" in block[0])
+        possible = frozenset().union(*(self.positions.carried(slot.typed)
+                                       for alt in drb1 for slot in alt["DRB1"]))
+        return [locus for locus in missing if locus not in possible]
 
     def check_loci(self, loci: Iterable[str]) -> tuple[str, ...]:
         out = tuple(dict.fromkeys(loci))
@@ -140,7 +186,7 @@ class Matcher:
                 f"the typings list {choices} phased multi-locus genotype combinations; at most "
                 f"{MAX_JOINT_CHOICES} are graded jointly")
 
-        best: tuple[tuple[int, ...], list[LocusResult]] | None = None
+        best: tuple[tuple[tuple[int, ...], ...], list[LocusResult]] | None = None
         for choice in itertools.product(*joint_blocks):
             fixed = {id(block): alt for block, alt in zip(joint_blocks, choice, strict=True)}
             graded = [self._grade_locus(locus,
@@ -148,8 +194,10 @@ class Matcher:
                                         self._alternatives(locus, d_blocks, fixed),
                                         locus in counted)
                       for locus in loci]
-            key = tuple(sum(k) for k in zip(*(g.key for g in graded), strict=True)) \
-                if graded else ()
+            # The counted loci choose the alternatives; loci only graded break ties, so
+            # grading more loci never changes a count.
+            key = (_summed(g.key for g in graded if g.result.counted),
+                   _summed(g.key for g in graded))
             if best is None or key > best[0]:
                 best = (key, [g.result for g in graded])
         return best[1] if best else []
@@ -198,6 +246,8 @@ class Matcher:
                 confidence=conf,
                 mismatch=Relation(relation_of(code)) if conf is Confidence.MISMATCH else None,
                 permissive=conf is Confidence.MISMATCH and permissive_of(code),
+                patient_absence=p[i].typed.absence,
+                donor_absence=d[j].typed.absence,
             ))
         tce = self._tce(p, d, mm > 0) if locus == "DPB1" else None
         result = LocusResult(
@@ -242,3 +292,8 @@ class Matcher:
             confidence=confidence,
             category=category,
         )
+
+
+def _summed(keys: Iterable[tuple[int, ...]]) -> tuple[int, ...]:
+    """Locus keys summed field by field (empty for no locus)."""
+    return tuple(sum(k) for k in zip(*keys, strict=True))

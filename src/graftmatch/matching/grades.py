@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import IntEnum, StrEnum
 
-from graftmatch.matching.positions import Position, SequenceFacts, Slot
+from graftmatch.matching.positions import ABSENT_IMPLIED, Position, SequenceFacts, Slot
 
 
 class Grade(StrEnum):
@@ -34,7 +34,10 @@ class Grade(StrEnum):
     ASSOCIATED = "associated"  # same antigen, associated antigens kept apart (WMDA SI1)
     SPLIT = "split"  # same split antigen (SI2)
     BROAD = "broad"  # same broad antigen only (SI3)
+    ABSENT = "absent"  # neither copy expressed, and at least one is a DRB3/4/5 copy the
+    # haplotype lacks: a match, as for two nulls
     EXPRESSING_VS_NULL = "expressing-vs-null"
+    EXPRESSING_VS_ABSENT = "expressing-vs-absent"  # a DRB3/4/5 gene one haplotype lacks
     MISMATCH = "mismatch"
 
 
@@ -82,9 +85,15 @@ def permissive_of(code: int) -> bool:
 
 def match_code(patient: Slot, donor: Slot) -> int:
     """Confidence and, for a mismatch, its kind, packed as ``confidence | relation << 2 |
-    permissive << 4``."""
+    permissive << 4``.
+
+    An absence read from DRB1 is only as sure as the DR51/52/53 association, which has
+    exceptions: a match with it is potential.
+    """
     if patient.typed.null and donor.typed.null:
         p, d = patient.typed, donor.typed
+        if ABSENT_IMPLIED in (p.absence, d.absence):
+            return encode(Confidence.POTENTIAL, 0)
         return encode(Confidence.DEFINITE if p.single and d.single else Confidence.EXACT, 0)
     p, d = patient.acting, donor.acting
     if p.keys.isdisjoint(d.keys):
@@ -115,12 +124,14 @@ class Grader:
         self._associated_with = index.associated_with
 
     def grade(self, patient: Slot, donor: Slot) -> Grade:
+        absent = patient.typed.absence or donor.typed.absence
         if patient.typed.null and donor.typed.null:
-            return self._null_grade(patient.typed, donor.typed)
+            return Grade.ABSENT if absent else self._null_grade(patient.typed, donor.typed)
         if patient.typed.null or donor.typed.null:
-            # Even when the null copy's expressed partner matches (so nothing is counted), the
-            # copies themselves are an expressed allele against a null one [11 WMDA; 17 Atlas].
-            return Grade.EXPRESSING_VS_NULL
+            # Even when the null or absent copy's expressed partner matches (so nothing is
+            # counted), the copies themselves are an expressed allele against a null one
+            # [11 WMDA; 17 Atlas].
+            return Grade.EXPRESSING_VS_ABSENT if absent else Grade.EXPRESSING_VS_NULL
         p, d = patient.acting, donor.acting
         if p.keys.isdisjoint(d.keys):
             return Grade.MISMATCH

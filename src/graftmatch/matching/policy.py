@@ -13,11 +13,14 @@ from typing import Any
 
 from graftmatch.config import packaged, parse_toml, read_rules, require
 from graftmatch.errors import GraftmatchError
+from graftmatch.typing.parser import PARALOGUES
 
 LEVELS = ("P", "G")
 TCE_ASSIGNMENTS = ("V1", "V2")
 ANTIGEN_LEVELS = ("split", "broad")
 _TWO_FIELDS = re.compile(r"^[A-Z0-9]+\*\d{2,4}:\d{2,4}$")
+#: A DRB1 allele name cut on a field boundary, without expression suffix.
+_DRB1_PREFIX_RE = re.compile(r"^DRB1\*\d{2,3}(:\d{2,3}){0,3}$")
 
 
 class PolicyError(GraftmatchError):
@@ -37,6 +40,10 @@ class MatchPolicy:
     tce_assignment: str
     tce_group_2a: str
     tce_use_inferred: bool
+    #: Read an untyped DRB3/4/5 gene as absent when the side's DRB1 alleles imply it.
+    drb345_from_drb1: bool
+    #: DRB1 allele prefix -> the DRB3/4/5 genes its haplotype carries (``[drb345.carriers]``).
+    drb345_carriers: tuple[tuple[str, frozenset[str]], ...]
     source: str
 
 
@@ -70,10 +77,26 @@ def _pairs(value: list[Any], where: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _carriers(table: dict[str, Any], where: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    out = []
+    for key, value in table.items():
+        if not _DRB1_PREFIX_RE.match(key):
+            raise PolicyError(f"{where}: key {key!r} should be a DRB1 allele or allele group "
+                              "such as 'DRB1*14' or 'DRB1*14:54'")
+        if (not isinstance(value, list) or not all(v in PARALOGUES for v in value)
+                or len(set(value)) != len(value)):
+            raise PolicyError(f"{where}: '{key}' = {value!r} should be a list of distinct loci "
+                              f"among {', '.join(sorted(PARALOGUES))}")
+        out.append((key, frozenset(value)))
+    return tuple(out)
+
+
 def parse_policy(text: str, source: str) -> MatchPolicy:
     doc = parse_toml(text, source, PolicyError)
     tce = _get(doc, "dpb1_tce", dict, source)
     where_tce = f"{source} [dpb1_tce]"
+    drb = _get(doc, "drb345", dict, source)
+    where_drb = f"{source} [drb345]"
     return MatchPolicy(
         level=_choice(_get(doc, "level", str, source), LEVELS, "level", source),
         graded_loci=_loci(_get(doc, "graded_loci", list, source), "graded_loci", source),
@@ -88,6 +111,9 @@ def parse_policy(text: str, source: str) -> MatchPolicy:
         tce_group_2a=_choice(_get(tce, "group_2a", str, where_tce), ("2", "3"), "group_2a",
                              where_tce),
         tce_use_inferred=_get(tce, "use_inferred", bool, where_tce),
+        drb345_from_drb1=_get(drb, "read_absence_from_drb1", bool, where_drb),
+        drb345_carriers=_carriers(_get(drb, "carriers", dict, where_drb),
+                                  f"{source} [drb345.carriers]"),
         source=source,
     )
 

@@ -13,11 +13,17 @@ from functools import cached_property
 
 from graftmatch.matching.policy import MatchPolicy
 from graftmatch.nomenclature.index import NomenclatureIndex
-from graftmatch.nomenclature.names import is_null, truncate
+from graftmatch.nomenclature.names import is_null, split_name, truncate
 from graftmatch.typing.model import AlleleList, CallKind
+from graftmatch.typing.parser import PARALOGUES
 
 #: The level key of a position that expresses nothing.
 NULL_KEY = "NULL"
+#: How a DRB3/4/5 copy is known to be absent: the locus was typed with one copy (the other
+#: haplotype lacks the gene), or the side's DRB1 alleles imply the gene is not there.
+ABSENT_TYPED = "typed"
+ABSENT_IMPLIED = "implied-by-drb1"
+_ABSENT_TEXT = {ABSENT_TYPED: "{} absent", ABSENT_IMPLIED: "{} absent (by DRB1)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,9 @@ class Position:
     #: ``(pair, side)`` for each permissive pair of the policy this copy belongs to (every
     #: allele it may be is that side's allele): see :func:`.grades.match_code`.
     permissive: frozenset[tuple[int, int]] = frozenset()
+    #: For a DRB3/4/5 copy the haplotype lacks: how that is known (:data:`ABSENT_TYPED`,
+    #: :data:`ABSENT_IMPLIED`); None for a typed copy.
+    absence: str | None = None
 
 
 class PositionReader:
@@ -57,6 +66,14 @@ class PositionReader:
         self._splits: dict[str, list[str]] = {}
         for split, broad in index.broad_of.items():
             self._splits.setdefault(broad, []).append(split)
+        self._carriers = dict(policy.drb345_carriers)
+        self._carried: dict[str, frozenset[str]] = {}
+        self._absent = {
+            _ABSENT_TEXT[how].format(locus): Position(
+                text=_ABSENT_TEXT[how].format(locus), locus=locus, ids=frozenset(),
+                expressing=frozenset(), null=True, serology=False, single=how == ABSENT_TYPED,
+                keys=frozenset({NULL_KEY}), antigens=frozenset(), absence=how)
+            for locus in PARALOGUES for how in _ABSENT_TEXT}
 
     def position(self, alleles: AlleleList) -> Position:
         text = "/".join(c.text for c in alleles)
@@ -65,6 +82,34 @@ class PositionReader:
         if found is None:
             found = self._cache[key] = self._build(alleles, text)
         return found
+
+    def absent(self, locus: str, how: str) -> Position:
+        """A DRB3/4/5 copy the haplotype lacks. It matches like a null copy (it expresses
+        nothing, so it acts as its partner); typed, it is as sure as a single allele."""
+        return self._absent[_ABSENT_TEXT[how].format(locus)]
+
+    def absent_named(self, text: str) -> Position | None:
+        """The absent copy shown as ``text`` (as :attr:`Position.text`), if it is one."""
+        return self._absent.get(text)
+
+    def carried(self, drb1: Position) -> frozenset[str]:
+        """The DRB3/4/5 genes a haplotype with this DRB1 copy may carry, by the policy's
+        ``[drb345.carriers]``: the union over the alleles the copy may be, all three for an
+        allele no entry covers."""
+        found = self._carried.get(drb1.text)
+        if found is None:
+            found = frozenset().union(*(self._carriers_of(self.index.names[i])
+                                        for i in drb1.ids)) if drb1.ids else PARALOGUES
+            self._carried[drb1.text] = found
+        return found
+
+    def _carriers_of(self, name: str) -> frozenset[str]:
+        locus, fields, _ = split_name(name)
+        for n in range(len(fields), 0, -1):
+            hit = self._carriers.get(f"{locus}*{':'.join(fields[:n])}")
+            if hit is not None:
+                return hit
+        return PARALOGUES
 
     def _build(self, alleles: AlleleList, text: str) -> Position:
         names = self.index.names
@@ -125,7 +170,8 @@ class Slot:
     """A position as typed (``typed``) and as it acts in matching (``acting``).
 
     A null copy acts as its expressed partner: a patient ``A*01:01+A*24:09N`` shows the immune
-    system only A*01:01, exactly like a homozygous ``A*01:01+A*01:01`` [17 Atlas, 2024].
+    system only A*01:01, exactly like a homozygous ``A*01:01+A*01:01`` [17 Atlas, 2024]. An
+    absent DRB3/4/5 copy acts the same way: ``DRB4*01:01`` + absent shows only DRB4*01:01.
     """
 
     typed: Position

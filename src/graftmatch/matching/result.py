@@ -20,12 +20,17 @@ class PositionResult:
     mismatch: Relation | None
     #: A mismatch of a pair the matching policy lists as permissive (C*03:03 vs C*03:04).
     permissive: bool = False
+    #: For a DRB3/4/5 copy the haplotype lacks, how that is known: ``typed`` (the locus was
+    #: typed with one copy) or ``implied-by-drb1``; None for a typed copy.
+    patient_absence: str | None = None
+    donor_absence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"patient": self.patient, "donor": self.donor, "grade": self.grade.value,
                 "confidence": self.confidence.label,
                 "mismatch": self.mismatch.label if self.mismatch is not None else None,
-                "permissive": self.permissive}
+                "permissive": self.permissive,
+                "patient_absence": self.patient_absence, "donor_absence": self.donor_absence}
 
 
 @dataclass(frozen=True, slots=True)

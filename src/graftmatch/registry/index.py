@@ -42,8 +42,9 @@ from graftmatch.registry.genotypes import GenotypeDictionary
 from graftmatch.registry.store import Registry, RegistryError
 from graftmatch.typing.parser import TypingReader
 
-#: Loci graded at search time (counted loci are chosen per search among these).
-SEARCH_LOCI = ("A", "B", "C", "DRB1", "DQB1", "DPB1")
+#: Loci graded at search time (counted loci are chosen per search among these). DRB3/4/5 are
+#: graded for every candidate, as a tie-breaker reads them, and counted only when asked for.
+SEARCH_LOCI = ("A", "B", "C", "DRB1", "DQB1", "DPB1", "DRB3", "DRB4", "DRB5")
 KINDS = ("donor", "cord")
 SEXES = ("U", "F", "M")
 ABO = ("", "O", "A", "B", "AB")

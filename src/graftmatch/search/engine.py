@@ -801,7 +801,7 @@ def _screen(states, table, has, counted, cord_counted, limits):  # type: ignore[
         d_total = 0
         c_total = 0
         for li in range(n_loci):
-            if not has[li]:
+            if not has[li] or not (counted[li] or cord_counted[li]):  # graded later, not here
                 continue
             b1 = states[t, li, 0]
             b2 = states[t, li, 1]
