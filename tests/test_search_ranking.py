@@ -154,6 +154,29 @@ def test_among_7_of_8_donors_of_one_age_an_hvg_only_mismatch_ranks_before_a_bidi
     assert "host-versus-graft only (patient homozygous)" in hvg.reasons
 
 
+def test_among_10_of_10_donors_of_one_age_a_drb5_mismatch_ranks_below_a_drb3_4_5_match(
+        tmp_path, index, reader, table):
+    """Dehn 2019: fewest DRB3/4/5 mismatches breaks ties among 8/8 donors. The patient carries
+    DRB3*01:01 and DRB5*01:01 (one copy each: the other haplotype lacks the gene); DRB4 is
+    absent on both sides by their DRB1 (DR52, DR51 groups)."""
+    patient = gl(P1) + "^DRB3*01:01^DRB5*01:01"
+    rows = [("DRB5-MISMATCH", gl(P1) + "^DRB3*01:01^DRB5*01:02"),
+            ("DRB-MATCH", gl(P1) + "^DRB3*01:01^DRB5*01:01")]
+    source = tmp_path / "r.csv"
+    source.write_text(HEADER + "".join(f'donor,{ident},REG1,,"{typing}",40,M,O+,neg,available,,\n'
+                                       for ident, typing in rows))
+    reg = Registry.create(tmp_path / "reg", release=index.release, frequency_set=str(CAU),
+                          population="CAU")
+    reg.import_file(source, reader)
+    build_index(reg, reader, table, default_settings())
+    result, ids = ranked(reg, reader, table, patient)
+    assert ids == ["DRB-MATCH", "DRB5-MISMATCH"]
+    second = result.donors[1]
+    assert (second.loci["DRB5"]["mismatches"], second.loci["DRB5"]["counted"]) == (1, False)
+    assert [p["grade"] for p in second.loci["DRB4"]["positions"]] == ["absent", "absent"]
+    assert "1.0 mismatch(es) expected at DQB1, DRB3, DRB4, DRB5" in second.reasons
+
+
 # -- labels: one rule for search and match -------------------------------------------------
 def test_a_donor_typed_at_two_loci_is_shown_4_of_4_potential_not_10_of_10(registry):
     runner = CliRunner()
