@@ -44,7 +44,7 @@ def main() -> None:
     from graftmatch.prediction.haplotypes import HaplotypeTable
     from graftmatch.prediction.settings import default_settings
     from graftmatch.registry.index import build_index
-    from graftmatch.registry.store import Registry
+    from graftmatch.registry.store import Registry, RegistryError
     from graftmatch.registry.synthetic import generate_registry
     from graftmatch.search.engine import Criteria, Patient, Searcher
     from graftmatch.typing.parser import TypingReader
@@ -87,6 +87,13 @@ def main() -> None:
                   f"{_peak_gib(resource.RUSAGE_CHILDREN):.2f} GiB (largest index worker)",
                   flush=True)
         reg = Registry(folder)
+        try:
+            Searcher(reg, reader, table)
+        except RegistryError:  # built by an older graftmatch (index layout): rebuild it
+            t = time.perf_counter()
+            info = build_index(reg, reader, table, default_settings())
+            print(f"index rebuilt (older layout): {info.typings:,} distinct typings in "
+                  f"{time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
         searcher = Searcher(reg, reader, table)
         print(f"searcher ready in {time.perf_counter() - t:.2f} s; index "
