@@ -66,14 +66,18 @@ def _compare(batch, matcher, patients, donors, p_rows, d_rows, loci):
             zip(TOTALS, block.totals[k], strict=True))
 
 
-def test_curated_typings_all_pairs(index, reader):
+def _all_pairs(index, reader, typings: list[str], loci: list[str]) -> None:
+    """Every typing against every typing, both engines."""
     matcher = Matcher(index)
-    batch = BatchMatcher(matcher, LOCI)
-    rows = [(f"T{i}", reader.parse(gl)) for i, gl in enumerate(CURATED)]
+    rows = [(f"T{i}", reader.parse(gl)) for i, gl in enumerate(typings)]
     n = len(rows)
     p_rows = np.repeat(np.arange(n), n).astype(np.int64)
     d_rows = np.tile(np.arange(n), n).astype(np.int64)
-    _compare(batch, matcher, rows, rows, p_rows, d_rows, LOCI)
+    _compare(BatchMatcher(matcher, loci), matcher, rows, rows, p_rows, d_rows, loci)
+
+
+def test_curated_typings_all_pairs(index, reader):
+    _all_pairs(index, reader, CURATED, LOCI)
 
 
 def test_wmda_sample_matches_the_pair_grader(index, reader):
@@ -126,13 +130,7 @@ DR_CURATED = [
 
 @pytest.mark.parametrize("loci", [["DRB1", "DRB3", "DRB4", "DRB5"], ["DRB4", "DRB5", "DRB3"]])
 def test_drb345_presence_and_absence_agree_with_the_pair_grader(index, reader, loci):
-    matcher = Matcher(index)
-    batch = BatchMatcher(matcher, loci)
-    rows = [(f"T{i}", reader.parse(gl)) for i, gl in enumerate(DR_CURATED)]
-    n = len(rows)
-    p_rows = np.repeat(np.arange(n), n).astype(np.int64)
-    d_rows = np.tile(np.arange(n), n).astype(np.int64)
-    _compare(batch, matcher, rows, rows, p_rows, d_rows, loci)
+    _all_pairs(index, reader, DR_CURATED, loci)
 
 
 def test_absent_states_round_trip_through_their_keys(index, reader):
