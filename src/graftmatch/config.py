@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from graftmatch.errors import GraftmatchError
+from graftmatch.nesting import TooDeep, toml_loads
 
 
 def parse_toml(text: str, source: str, error: type[GraftmatchError]) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return toml_loads(text)
+    except (tomllib.TOMLDecodeError, TooDeep) as exc:
         raise error(f"{source}: not valid TOML: {exc}") from exc
 
 

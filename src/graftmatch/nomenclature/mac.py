@@ -20,6 +20,7 @@ from pathlib import Path
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError
+from graftmatch.nesting import json_loads
 
 _CODE_RE = re.compile(r"^[A-Z]{2,5}$")
 _EXPANSION_RE = re.compile(r"^\d{2,4}(?::\d{2,4})?[A-Z]?(?:/\d{2,4}(?::\d{2,4})?[A-Z]?)*$")
@@ -114,7 +115,7 @@ def load_mac_table(home: Path) -> MacTable | None:
     if not path.exists():
         return None
     try:
-        doc = json.loads(path.read_text())
+        doc = json_loads(path.read_text())
         return MacTable(doc["codes"], doc["source"], doc.get("updated", ""))
     except (OSError, ValueError, KeyError) as exc:
         raise MacError(f"MAC store {path} is damaged ({exc}): import the MAC file again") from exc

@@ -30,6 +30,7 @@ import platformdirs
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import ReleaseError
+from graftmatch.nesting import json_loads
 from graftmatch.nomenclature import imgt_files
 from graftmatch.nomenclature.index import SCHEMA, NomenclatureIndex
 
@@ -233,7 +234,7 @@ def active_release() -> ReleaseInfo:
     version = active.read_text().strip()
     root = _releases_dir() / version
     try:
-        provenance = json.loads((root / "provenance.json").read_text())
+        provenance = json_loads((root / "provenance.json").read_text())
     except (OSError, ValueError) as exc:
         raise ReleaseError(f"release {version} in {root} is damaged ({exc}): fetch or import "
                            "it again") from exc

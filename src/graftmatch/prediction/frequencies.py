@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from graftmatch.errors import GraftmatchError, TypingError
+from graftmatch.nesting import json_loads
 from graftmatch.typing.model import CallKind
 from graftmatch.typing.parser import TypingReader
 
@@ -255,7 +256,7 @@ def _hfx_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
 
 def _json_rows(path: Path, text: str) -> tuple[list[Row], dict[str, Any]]:
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
     except ValueError as exc:
         raise FrequencyError(path, "", "file", f"not JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("haplotypes"), list):

@@ -13,12 +13,12 @@ Every problem names the file, the line and the field; duplicate identifiers are 
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from graftmatch.errors import GraftmatchError, TypingError
+from graftmatch.nesting import json_loads
 from graftmatch.typing.model import Typing
 from graftmatch.typing.parser import TypingReader
 
@@ -77,7 +77,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str, str]]:
 def _record(path: Path, number: int, line: str, layout: str) -> tuple[str, str]:
     if layout == "json":
         try:
-            doc = json.loads(line)
+            doc = json_loads(line)
         except ValueError as exc:
             raise TypingFileError(path, number, "line", f"not JSON: {exc}") from exc
         if not isinstance(doc, dict):
