@@ -163,3 +163,16 @@ def test_summary_over_loci_not_graded_is_a_clear_error(tmp_path):
                  "--summary", "A,DPB1")
     assert result.exit_code == 1
     assert "summary loci DPB1 are not graded in this batch" in result.stderr
+
+
+def test_a_typing_file_with_a_corrupt_gzip_stream_is_named(tmp_path):
+    import gzip
+
+    data = bytearray(gzip.compress(f"P1%{PATIENT}\n".encode() * 1000))
+    data[12:30] = b"\xff" * 18
+    path = tmp_path / "patients.txt.gz"
+    path.write_bytes(bytes(data))
+    result = run("--patients", str(path), "--donors", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: cannot read {path}: Error -3 while decompressing "
+                                     "data: invalid code lengths set")

@@ -125,3 +125,14 @@ def test_a_bad_release_line_names_file_and_line(home, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ReleaseError, match=r"hla_nom_g.txt, line 11: expected at least 3"):
         releases.NomenclatureIndex.compile(folder)
+
+
+def test_a_release_field_over_128_kb_names_file_and_line(home, tmp_path):
+    folder = _copy_release(tmp_path / "broken")
+    path = folder / "Allelelist.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, "HLA99999," + "A" * 140_000]) + "\n")
+    with pytest.raises(ReleaseError) as caught:
+        releases.NomenclatureIndex.compile(folder)
+    assert str(caught.value).startswith(
+        f"{path}, line {len(lines) + 1}: field larger than field limit (131072): 'HLA99999,AAA")
