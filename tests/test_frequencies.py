@@ -205,3 +205,15 @@ def test_json_metadata_of_the_wrong_type_is_refused_naming_the_field(tmp_path, r
     with pytest.raises(FrequencyError) as caught:
         read_frequency_set(path, reader)
     assert str(caught.value) == f"{path}, {message}"
+
+
+def test_given_a_gzip_bomb_as_frequency_set_then_reading_stops_at_the_limit(tmp_path, reader,
+                                                                            monkeypatch):
+    from graftmatch.prediction import frequencies
+
+    monkeypatch.setattr(frequencies, "MAX_SET_BYTES", 1000)
+    path = tmp_path / "CAU.freqs.gz"
+    path.write_bytes(gzip.compress(b"A*01:01~B*08:01,1,0.5\n" + bytes(10**6)))
+    with pytest.raises(GraftmatchError) as caught:
+        read_frequency_set(path, reader)
+    assert str(caught.value) == f"frequency set {path} is over 1,000 bytes unpacked: not read"

@@ -49,6 +49,9 @@ _T = TypeVar("_T", dict[str, Any], list[Any], str)
 #: (two haplotypes, mixture weights) stay far above floating-point underflow, which at 1e-300
 #: made every haplotype pair weigh 0.
 MIN_FREQUENCY = 1e-12
+#: The most read from a frequency set, unpacked: a bound on memory against a gzip bomb. Meant
+#: to be far above published sets (UNVERIFIED: the largest were not measured here).
+MAX_SET_BYTES = 2**30
 #: A mixture weight below this share of the largest one is refused, for the same reason.
 MIN_WEIGHT_SHARE = 1e-6
 
@@ -172,8 +175,14 @@ def read_frequency_set(path: Path, reader: TypingReader, *, renormalise: bool = 
     if path.suffix.lower() == ".hfx":
         return _build(path, reader, *_hfx_rows(path), renormalise)
     try:
-        raw = path.read_bytes()
-        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+        with path.open("rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        with (gzip.open(path) if gzipped else path.open("rb")) as handle:
+            raw = handle.read(MAX_SET_BYTES + 1)
+        if len(raw) > MAX_SET_BYTES:
+            raise GraftmatchError(f"frequency set {path} is over {MAX_SET_BYTES:,} bytes "
+                                  "unpacked: not read")
+        text = raw.decode("utf-8")
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise GraftmatchError(f"cannot read frequency set {path}: {exc}") from exc
     meta: dict[str, Any] = {}
