@@ -6,9 +6,14 @@ search coordinator would expect.
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import stat
+import threading
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from graftmatch.interfaces.cli import app
@@ -166,8 +171,6 @@ def test_summary_over_loci_not_graded_is_a_clear_error(tmp_path):
 
 
 def test_a_typing_file_with_a_corrupt_gzip_stream_is_named(tmp_path):
-    import gzip
-
     data = bytearray(gzip.compress(f"P1%{PATIENT}\n".encode() * 1000))
     data[12:30] = b"\xff" * 18
     path = tmp_path / "patients.txt.gz"
@@ -176,3 +179,51 @@ def test_a_typing_file_with_a_corrupt_gzip_stream_is_named(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"error: cannot read {path}: Error -3 while decompressing "
                                      "data: invalid code lengths set")
+
+
+def test_given_out_a_device_like_dev_null_then_it_stays_a_device(tmp_path):
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a second /dev/null
+    except PermissionError:
+        pytest.skip("creating a device needs root")
+    patients, donors = _files(tmp_path)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(device))
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(device.stat().st_mode) and device.stat().st_rdev == os.makedev(1, 3)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_given_out_a_fifo_then_the_rows_go_through_it(tmp_path):
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    patients, donors = _files(tmp_path)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(fifo))
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    lines = received[0].splitlines()
+    assert len(lines) == 7 and lines[0].startswith("patient,donor,match_count,")
+
+
+def test_given_out_a_folder_then_a_clear_error_before_grading(tmp_path):
+    patients, donors = _files(tmp_path)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {tmp_path} is a folder: name a file to write"
+
+
+def test_given_out_a_link_to_a_file_then_the_file_is_replaced_and_the_link_kept(tmp_path):
+    patients, donors = _files(tmp_path)
+    (tmp_path / "results").mkdir()
+    target = tmp_path / "results" / "latest.csv"
+    target.write_text("old\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text().splitlines()[0].startswith("patient,donor,match_count,")
