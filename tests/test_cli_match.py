@@ -227,3 +227,38 @@ def test_given_out_a_link_to_a_file_then_the_file_is_replaced_and_the_link_kept(
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and link.resolve() == target
     assert target.read_text().splitlines()[0].startswith("patient,donor,match_count,")
+
+
+TEN_MISMATCHES = "A*03:01+A*11:01^B*07:02+B*35:01^C*04:01+C*06:02^DRB1*15:01+DRB1*13:01" \
+                 "^DQB1*06:02+DQB1*06:03"
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('counted_loci = ["A", "B", "C", "DRB1", "DQB1"]', 'counted_loci = ["a", "b"]'),
+     "'counted_loci' = ['a', 'b'] should be a list of distinct loci as the release writes "
+     'them, e.g. ["A", "B", "C", "DRB1"]'),
+    (('counted_loci = ["A", "B", "C", "DRB1", "DQB1"]', 'counted_loci = ["A", "QQ"]'),
+     "'counted_loci' names 'QQ', not a locus of IPD-IMGT/HLA 3.58.0"),
+    (('permissive_mismatches = [["C*03:03", "C*03:04"]]',
+      'permissive_mismatches = [["Q*03:03", "Q*03:04"]]'),
+     "'permissive_mismatches' names 'Q', not a locus of IPD-IMGT/HLA 3.58.0"),
+    (('level = "P"', 'level = "P"\ncounted = ["A"]'),
+     "unknown key 'counted'; known: antigen_mismatch_level, counted_loci, dpb1_tce, drb345, "
+     "graded_loci, level, mixed_null_lists, permissive_mismatches"),
+    (("use_inferred = true", "use_inferred = true\nuse_infered = false"),
+     "[dpb1_tce]: unknown key 'use_infered'; known: assignment, group_2a, use_inferred"),
+    (("read_absence_from_drb1 = true", "read_absence_from_drb1 = true\nabsent = false"),
+     "[drb345]: unknown key 'absent'; known: carriers, read_absence_from_drb1"),
+])
+def test_a_site_policy_counting_loci_a_and_b_is_refused_not_read_as_0_of_0(tmp_path, edit,
+                                                                             message):
+    from importlib import resources
+
+    text = resources.files("graftmatch.matching").joinpath("policy.toml").read_text()
+    assert edit[0] in text
+    site = tmp_path / "site.toml"
+    site.write_text(text.replace(edit[0], edit[1], 1))
+    result = run("--patient", PATIENT, "--donor", TEN_MISMATCHES, "--policy", str(site))
+    assert result.exit_code == 1
+    where = f"{site} " if message.startswith("[") else f"{site}: "
+    assert result.stderr.strip() == f"error: {where}{message}"
