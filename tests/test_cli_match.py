@@ -262,3 +262,35 @@ def test_a_site_policy_counting_loci_a_and_b_is_refused_not_read_as_0_of_0(tmp_p
     assert result.exit_code == 1
     where = f"{site} " if message.startswith("[") else f"{site}: "
     assert result.stderr.strip() == f"error: {where}{message}"
+
+
+DRB345_ALTERNATIVES = "A*01:01+A*02:01^DRB3*01:01+DRB4*01:01|DRB4*01:01+DRB5*01:01"
+
+
+def test_given_drb345_alternatives_then_one_pair_is_graded_not_a_key_error():
+    doc = json.loads(run("--patient", DRB345_ALTERNATIVES, "--donor", DRB345_ALTERNATIVES,
+                         "--json").stdout)
+    assert doc["label"] == "2/2 at A; untyped B, C, DRB1, DQB1: potential"
+    doc = json.loads(run("--patient", DRB345_ALTERNATIVES, "--donor", DRB345_ALTERNATIVES,
+                         "--loci", "A,DRB3,DRB4,DRB5", "--json").stdout)
+    assert (doc["match_count"], doc["total_mismatches"], doc["category"]) == ("8/8", 0,
+                                                                             "potential")
+    assert {locus: r["confidence"] for locus, r in doc["loci"].items()} == {
+        "A": "exact", "DRB3": "potential", "DRB4": "exact", "DRB5": "potential"}
+
+
+def test_given_drb345_alternatives_in_files_then_the_batch_grades_them_as_one_pair_does(
+        tmp_path):
+    people = tmp_path / "people.txt"
+    people.write_text(f"P1%{DRB345_ALTERNATIVES}\nP2%A*01:01+A*02:01^DRB4*01:01+DRB5*01:01\n")
+    out = tmp_path / "out.csv"
+    result = run("--patients", str(people), "--donors", str(people), "--loci",
+                 "A,DRB3,DRB4,DRB5", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = pl.read_csv(out).select("patient", "donor", "match_count", "total_mismatches",
+                                   "untyped_loci").rows()
+    assert rows == [("P1", "P1", "8/8", 0, ""), ("P1", "P2", "6/6", 0, "DRB3"),
+                    ("P2", "P1", "6/6", 0, "DRB3"), ("P2", "P2", "6/6", 0, "DRB3")]
+    default = run("--patients", str(people), "--donors", str(people))
+    assert default.exit_code == 0, default.output
+    assert default.stdout.splitlines()[1].startswith("P1,P1,2/2,0,0,0,0,0,potential,potential,")
