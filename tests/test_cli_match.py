@@ -6,9 +6,14 @@ search coordinator would expect.
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import stat
+import threading
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from graftmatch.interfaces.cli import app
@@ -163,3 +168,129 @@ def test_summary_over_loci_not_graded_is_a_clear_error(tmp_path):
                  "--summary", "A,DPB1")
     assert result.exit_code == 1
     assert "summary loci DPB1 are not graded in this batch" in result.stderr
+
+
+def test_a_typing_file_with_a_corrupt_gzip_stream_is_named(tmp_path):
+    data = bytearray(gzip.compress(f"P1%{PATIENT}\n".encode() * 1000))
+    data[12:30] = b"\xff" * 18
+    path = tmp_path / "patients.txt.gz"
+    path.write_bytes(bytes(data))
+    result = run("--patients", str(path), "--donors", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: cannot read {path}: Error -3 while decompressing "
+                                     "data: invalid code lengths set")
+
+
+def test_given_out_a_device_like_dev_null_then_it_stays_a_device(tmp_path):
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a second /dev/null
+    except PermissionError:
+        pytest.skip("creating a device needs root")
+    patients, donors = _files(tmp_path)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(device))
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(device.stat().st_mode) and device.stat().st_rdev == os.makedev(1, 3)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_given_out_a_fifo_then_the_rows_go_through_it(tmp_path):
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    patients, donors = _files(tmp_path)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(fifo))
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    lines = received[0].splitlines()
+    assert len(lines) == 7 and lines[0].startswith("patient,donor,match_count,")
+
+
+def test_given_out_a_folder_then_a_clear_error_before_grading(tmp_path):
+    patients, donors = _files(tmp_path)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {tmp_path} is a folder: name a file to write"
+
+
+def test_given_out_a_link_to_a_file_then_the_file_is_replaced_and_the_link_kept(tmp_path):
+    patients, donors = _files(tmp_path)
+    (tmp_path / "results").mkdir()
+    target = tmp_path / "results" / "latest.csv"
+    target.write_text("old\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    result = run("--patients", str(patients), "--donors", str(donors), "--out", str(link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text().splitlines()[0].startswith("patient,donor,match_count,")
+
+
+TEN_MISMATCHES = "A*03:01+A*11:01^B*07:02+B*35:01^C*04:01+C*06:02^DRB1*15:01+DRB1*13:01" \
+                 "^DQB1*06:02+DQB1*06:03"
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('counted_loci = ["A", "B", "C", "DRB1", "DQB1"]', 'counted_loci = ["a", "b"]'),
+     "'counted_loci' = ['a', 'b'] should be a list of distinct loci as the release writes "
+     'them, e.g. ["A", "B", "C", "DRB1"]'),
+    (('counted_loci = ["A", "B", "C", "DRB1", "DQB1"]', 'counted_loci = ["A", "QQ"]'),
+     "'counted_loci' names 'QQ', not a locus of IPD-IMGT/HLA 3.58.0"),
+    (('permissive_mismatches = [["C*03:03", "C*03:04"]]',
+      'permissive_mismatches = [["Q*03:03", "Q*03:04"]]'),
+     "'permissive_mismatches' names 'Q', not a locus of IPD-IMGT/HLA 3.58.0"),
+    (('level = "P"', 'level = "P"\ncounted = ["A"]'),
+     "unknown key 'counted'; known: antigen_mismatch_level, counted_loci, dpb1_tce, drb345, "
+     "graded_loci, level, mixed_null_lists, permissive_mismatches"),
+    (("use_inferred = true", "use_inferred = true\nuse_infered = false"),
+     "[dpb1_tce]: unknown key 'use_infered'; known: assignment, group_2a, use_inferred"),
+    (("read_absence_from_drb1 = true", "read_absence_from_drb1 = true\nabsent = false"),
+     "[drb345]: unknown key 'absent'; known: carriers, read_absence_from_drb1"),
+])
+def test_a_site_policy_counting_loci_a_and_b_is_refused_not_read_as_0_of_0(tmp_path, edit,
+                                                                             message):
+    from importlib import resources
+
+    text = resources.files("graftmatch.matching").joinpath("policy.toml").read_text()
+    assert edit[0] in text
+    site = tmp_path / "site.toml"
+    site.write_text(text.replace(edit[0], edit[1], 1))
+    result = run("--patient", PATIENT, "--donor", TEN_MISMATCHES, "--policy", str(site))
+    assert result.exit_code == 1
+    where = f"{site} " if message.startswith("[") else f"{site}: "
+    assert result.stderr.strip() == f"error: {where}{message}"
+
+
+DRB345_ALTERNATIVES = "A*01:01+A*02:01^DRB3*01:01+DRB4*01:01|DRB4*01:01+DRB5*01:01"
+
+
+def test_given_drb345_alternatives_then_one_pair_is_graded_not_a_key_error():
+    doc = json.loads(run("--patient", DRB345_ALTERNATIVES, "--donor", DRB345_ALTERNATIVES,
+                         "--json").stdout)
+    assert doc["label"] == "2/2 at A; untyped B, C, DRB1, DQB1: potential"
+    doc = json.loads(run("--patient", DRB345_ALTERNATIVES, "--donor", DRB345_ALTERNATIVES,
+                         "--loci", "A,DRB3,DRB4,DRB5", "--json").stdout)
+    assert (doc["match_count"], doc["total_mismatches"], doc["category"]) == ("8/8", 0,
+                                                                             "potential")
+    assert {locus: r["confidence"] for locus, r in doc["loci"].items()} == {
+        "A": "exact", "DRB3": "potential", "DRB4": "exact", "DRB5": "potential"}
+
+
+def test_given_drb345_alternatives_in_files_then_the_batch_grades_them_as_one_pair_does(
+        tmp_path):
+    people = tmp_path / "people.txt"
+    people.write_text(f"P1%{DRB345_ALTERNATIVES}\nP2%A*01:01+A*02:01^DRB4*01:01+DRB5*01:01\n")
+    out = tmp_path / "out.csv"
+    result = run("--patients", str(people), "--donors", str(people), "--loci",
+                 "A,DRB3,DRB4,DRB5", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = pl.read_csv(out).select("patient", "donor", "match_count", "total_mismatches",
+                                   "untyped_loci").rows()
+    assert rows == [("P1", "P1", "8/8", 0, ""), ("P1", "P2", "6/6", 0, "DRB3"),
+                    ("P2", "P1", "6/6", 0, "DRB3"), ("P2", "P2", "6/6", 0, "DRB3")]
+    default = run("--patients", str(people), "--donors", str(people))
+    assert default.exit_code == 0, default.output
+    assert default.stdout.splitlines()[1].startswith("P1,P1,2/2,0,0,0,0,0,potential,potential,")

@@ -69,6 +69,26 @@ def test_given_a_mixed_ancestry_then_the_haplotypes_come_from_the_mix(hpf):
     assert probabilities(doc) == [0.5625, 0.375, 0.0625]
 
 
+@pytest.mark.parametrize(("mix", "message"), [
+    ("EUR:inf,EUR:1", "population 'EUR:inf': weight must be a finite number above 0"),
+    ("EUR:nan,AFR:1", "population 'EUR:nan': weight must be a finite number above 0"),
+    ("EUR:1e-300,AFR:1", "population 'EUR:1e-300': weight is below a millionth of the largest "
+                         "(1); leave it out"),
+])
+def test_given_a_mix_with_an_infinite_or_vanishing_weight_then_the_error_names_it(hpf, mix,
+                                                                                   message):
+    result = invoke("impute", "--hf", hpf, "--population", mix, "A*01:01+A*01:01")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {message}"
+
+
+def test_given_weights_of_1e308_then_they_are_read_as_equal_shares(hpf):
+    doc = json.loads(invoke("impute", "--hf", hpf, "--population", "EUR:1e308,AFR:1e308",
+                            "--json", "A*01:01+A*01:01").stdout)
+    assert doc["population"] == "EUR:0.5+AFR:0.5"
+    assert probabilities(doc) == [0.5625, 0.375, 0.0625]
+
+
 def test_predict_json_has_the_mismatch_distribution_and_per_locus_probabilities(hpf):
     result = invoke("predict", "--hf", hpf, "--patient", "A*01:01+A*01:01^B*08:01+B*08:01",
                     "--donor", "A*01:01+A*01:01", "--patient-population", "EUR",
@@ -104,7 +124,7 @@ def test_a_bad_frequency_line_is_named(tmp_path):
     path.write_text(HPF.replace("A*01:01~B*07:02,EUR,0.2", "A*01:01~B*07:02,EUR,-0.2"))
     result = invoke("impute", "--hf", str(path), "A*01:01+A*01:01")
     assert result.exit_code == 1
-    assert "line 4, frequency: '-0.2' must be above 0" in result.stderr
+    assert "line 4, frequency: '-0.2' must be at least 1e-12 and at most 1" in result.stderr
 
 
 def test_a_bad_typing_is_named_with_its_position(hpf):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from graftmatch.errors import GraftmatchError
 from graftmatch.prediction.frequencies import POOLED, FrequencyError, read_frequency_set
 from tests.conftest import SHARED
 
@@ -63,7 +64,7 @@ def test_renamed_alleles_are_read_under_their_current_name(tmp_path, reader):
 @pytest.mark.parametrize(("rows", "message"), [
     ("A*01:01~B*08:01,X,0.5\nA*01:999~B*08:01,X,0.5\n",
      "line 3, haplotype: unknown allele in IPD-IMGT/HLA 3.58.0: 'A*01:999' at position 1"),
-    ("A*01:01~B*08:01,X,-0.1\n", "line 2, frequency: '-0.1' must be above 0"),
+    ("A*01:01~B*08:01,X,-0.1\n", "line 2, frequency: '-0.1' must be at least 1e-12"),
     ("A*01:01~B*08:01,X,abc\n", "line 2, frequency: 'abc' is not a number"),
     ("A*01:01~B*08:01,X,0.5\nA*01:01~C*07:01,X,0.5\n",
      "line 3, haplotype: loci A~C differ from the set's A~B"),
@@ -102,7 +103,7 @@ def test_json_errors_name_the_entry(tmp_path, reader):
         read_frequency_set(path, reader)
 
 
-def _hfx(tmp_path, rows: str):
+def _hfx(tmp_path, rows: str, **changed):
     import zipfile
 
     path = tmp_path / "cohort.hfx"
@@ -112,7 +113,7 @@ def _hfx(tmp_path, rows: str):
                              {"locus": "B", "resolution": "2-field"}],
         "cohortDescription": {"population": [{"name": "EUR"}], "dataSource": "test"},
         "nomenclatureUsed": {"database": "IPD-IMGT/HLA", "version": "3.58.0"},
-        "license": "CC-BY-4.0"}}
+        "license": "CC-BY-4.0", **changed}}
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("metadata.json", json.dumps(metadata))
         z.writestr("freqs.csv", "haplotype,frequency\n" + rows)
@@ -138,3 +139,81 @@ def test_hfx_errors_name_the_row_or_the_bundle(tmp_path, reader):
     broken.write_bytes(b"not a zip")
     with pytest.raises(FrequencyError, match="HFX bundle"):
         read_frequency_set(broken, reader)
+
+
+@pytest.mark.parametrize(("changed", "message"), [
+    ({"cohortDescription": "EUR"}, 'metadata.cohortDescription: "EUR" should be an object'),
+    ({"cohortDescription": {"population": {"name": "EUR"}}},
+     'metadata.cohortDescription.population: {"name": "EUR"} should be a list'),
+    ({"cohortDescription": {"population": [{"name": 7}]}},
+     "metadata.cohortDescription.population[0].name: 7 should be text"),
+    ({"outputResolution": "A~B"}, 'metadata.outputResolution: "A~B" should be a list'),
+    ({"outputResolution": [["A", "2-field"]]},
+     'metadata.outputResolution[0]: ["A", "2-field"] should be an object'),
+    ({"nomenclatureUsed": {"version": 3.58}},
+     "metadata.nomenclatureUsed.version: 3.58 should be text"),
+    ({"hfxID": ["x"]}, 'metadata.hfxID: ["x"] should be text'),
+])
+def test_given_hfx_metadata_of_the_wrong_type_then_the_error_names_the_field(
+        tmp_path, reader, changed, message):
+    path = _hfx(tmp_path, "A*01:01~B*08:01,1.0\n", **changed)
+    with pytest.raises(FrequencyError) as caught:
+        read_frequency_set(path, reader)
+    assert str(caught.value) == f"{path}, {message}"
+
+
+def test_given_a_corrupt_gzip_stream_then_the_error_names_the_file(tmp_path, reader):
+    data = bytearray(gzip.compress(b"A*01:01~B*08:01,1,0.5\n" * 1000))
+    data[12:30] = b"\xff" * 18
+    path = tmp_path / "CAU.freqs.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(GraftmatchError) as caught:
+        read_frequency_set(path, reader)
+    assert str(caught.value) == (f"cannot read frequency set {path}: Error -3 while "
+                                 "decompressing data: invalid code lengths set")
+
+
+def test_given_a_field_over_128_kb_then_the_error_names_file_and_line(tmp_path, reader):
+    path = tmp_path / "hpf.csv"
+    path.write_text("hap,pop,freq\nA*01:01~B*08:01,CAU,0.5\n" + "A" * 140_000 + ",CAU,0.5\n")
+    with pytest.raises(FrequencyError) as caught:
+        read_frequency_set(path, reader)
+    assert str(caught.value) == (f"{path} line 3, line: field larger than field limit "
+                                 "(131072)")
+
+
+def test_given_frequencies_of_1e_300_then_the_row_is_refused_not_imputed_as_nothing(
+        tmp_path, reader):
+    path = tmp_path / "hpf.csv"
+    path.write_text("hap,pop,freq\nA*01:01~B*08:01,CAU,0.5\nA*02:01~B*44:02,CAU,1e-300\n")
+    with pytest.raises(FrequencyError) as caught:
+        read_frequency_set(path, reader)
+    assert str(caught.value) == (f"{path} line 3, frequency: '1e-300' must be at least 1e-12 "
+                                 "and at most 1")
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ({"synthetic": "false"}, 'metadata.synthetic: "false" should be true or false'),
+    ({"release": 3.58}, "metadata.release: 3.58 should be text"),
+    ({"source": ["GRIM"]}, 'metadata.source: ["GRIM"] should be text'),
+])
+def test_json_metadata_of_the_wrong_type_is_refused_naming_the_field(tmp_path, reader, metadata,
+                                                                     message):
+    path = tmp_path / "hf.json"
+    path.write_text(json.dumps({"metadata": metadata, "haplotypes": [
+        {"haplotype": "A*01:01~B*08:01", "population": "EUR", "frequency": 1.0}]}))
+    with pytest.raises(FrequencyError) as caught:
+        read_frequency_set(path, reader)
+    assert str(caught.value) == f"{path}, {message}"
+
+
+def test_given_a_gzip_bomb_as_frequency_set_then_reading_stops_at_the_limit(tmp_path, reader,
+                                                                            monkeypatch):
+    from graftmatch.prediction import frequencies
+
+    monkeypatch.setattr(frequencies, "MAX_SET_BYTES", 1000)
+    path = tmp_path / "CAU.freqs.gz"
+    path.write_bytes(gzip.compress(b"A*01:01~B*08:01,1,0.5\n" + bytes(10**6)))
+    with pytest.raises(GraftmatchError) as caught:
+        read_frequency_set(path, reader)
+    assert str(caught.value) == f"frequency set {path} is over 1,000 bytes unpacked: not read"

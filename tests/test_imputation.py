@@ -295,3 +295,30 @@ def test_a_site_settings_file_is_checked(tmp_path):
     bad.write_text(builtin.replace("max_genotypes = 20000", "max_genotypes = -5"))
     with pytest.raises(SettingsError, match=r"bad.toml: 'max_genotypes' = -5 should be"):
         load_settings(bad)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("unrepresented_factor = 1.0", "unrepresented_factor = 1e-300"),
+     "'unrepresented_factor' = 1e-300 should be a number from 1e-06 to 1"),
+    (("max_join_pairs = 20000000", "max_join_pairs = 1e12"),
+     "'max_join_pairs' = 1000000000000.0 should be a whole number from 1 to 1e+09"),
+    (("max_genotypes = 20000", "max_genotypes = 20000\nmax_genotype = 5"),
+     "unknown key 'max_genotype'; known: fallback_blocks, max_alternatives, max_genotypes, "
+     "max_join_pairs, min_posterior, unrepresented_factor"),
+    (('fallback_blocks = [["A", "C", "B"]', 'fallback_blocks = [["a", "c", "b"]'),
+     "'fallback_blocks[0]' = ['a', 'c', 'b'] should be a list of distinct loci as the release "
+     'writes them, e.g. ["A", "B", "C", "DRB1"]'),
+    (('["DPA1", "DPB1"]]', '["DPA1", "DPB1", "A"]]'), "'fallback_blocks' puts A in two blocks"),
+])
+def test_a_site_settings_file_is_checked_key_by_key_and_in_range(tmp_path, edit, message):
+    from importlib import resources
+
+    from graftmatch.prediction.settings import SettingsError, load_settings
+
+    builtin = (resources.files("graftmatch.prediction") / "imputation.toml").read_text()
+    assert edit[0] in builtin
+    path = tmp_path / "site.toml"
+    path.write_text(builtin.replace(edit[0], edit[1], 1))
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path)
+    assert str(caught.value) == f"{path}: {message}"

@@ -125,3 +125,66 @@ def test_a_bad_release_line_names_file_and_line(home, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ReleaseError, match=r"hla_nom_g.txt, line 11: expected at least 3"):
         releases.NomenclatureIndex.compile(folder)
+
+
+def test_a_release_field_over_128_kb_names_file_and_line(home, tmp_path):
+    folder = _copy_release(tmp_path / "broken")
+    path = folder / "Allelelist.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, "HLA99999," + "A" * 140_000]) + "\n")
+    with pytest.raises(ReleaseError) as caught:
+        releases.NomenclatureIndex.compile(folder)
+    assert str(caught.value).startswith(
+        f"{path}, line {len(lines) + 1}: field larger than field limit (131072): 'HLA99999,AAA")
+
+
+def _list_in_manifest(folder: Path, name: str) -> None:
+    with (folder / "wmda" / "md5checksum.txt").open("a") as handle:
+        handle.write(f"MD5 ({name}) = {'0' * 32}\n")
+
+
+def import_from(folder: Path):
+    from typer.testing import CliRunner
+
+    from graftmatch.interfaces.cli import app
+
+    return CliRunner().invoke(app, ["hla", "import", "--from", str(folder)])
+
+
+@pytest.mark.parametrize("name", ["../../etc/hostname", "/dev/zero"])
+def test_given_a_checksum_list_naming_a_file_outside_the_release_then_import_refuses_it(
+        home, tmp_path, name):
+    folder = _copy_release(tmp_path / "hostile")
+    _list_in_manifest(folder, name)
+    result = import_from(folder)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {folder}/wmda/md5checksum.txt lists {name!r}, "
+                                     "which is not a file name of the wmda folder")
+    assert not (home / "imgt" / "ACTIVE").exists()
+
+
+def test_given_a_checksum_list_naming_a_file_not_in_the_folder_then_the_others_are_checked(
+        home, tmp_path):
+    folder = _copy_release(tmp_path / "offline")
+    _list_in_manifest(folder, "hla_ambigs.xml")
+    info = releases.import_release(folder)
+    assert info.provenance["md5_verified"] == [
+        "wmda/hla_nom.txt", "wmda/hla_nom_g.txt", "wmda/hla_nom_p.txt", "wmda/rel_dna_ser.txt",
+        "wmda/rel_ser_ser.txt"]
+
+
+@pytest.mark.parametrize(("rel", "target"), [
+    ("wmda/hla_nom.txt", "/dev/zero"),
+    ("LICENCE.md", "/etc/hostname"),
+    ("wmda/README.md", "../../outside.txt"),
+])
+def test_given_a_release_file_linked_to_a_device_or_outside_the_folder_then_import_refuses_it(
+        home, tmp_path, rel, target):
+    (tmp_path / "outside.txt").write_text("not part of the release\n")
+    folder = _copy_release(tmp_path / "linked")
+    (folder / rel).unlink(missing_ok=True)
+    (folder / rel).symlink_to(target)
+    result = import_from(folder)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {folder / rel} is not a regular file inside the "
+                                     f"release folder {folder}")

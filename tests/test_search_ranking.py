@@ -246,12 +246,27 @@ def test_without_a_weight_cords_go_by_hla_and_total_cells(registry, reader, tabl
     (("{ group = 3, mismatches = 2, min_tnc_per_kg = 2.5 },",
       "{ group = 3, mismatches = 5, min_tnc_per_kg = 2.5 },"), "dose_groups[4]"),
     (("max_mismatches = 2", "max_mismatches = 2\nmax_mismatch = 3"), "unknown key"),
+    (('\nloci = ["A", "B", "C", "DRB1"]', '\nloci = ["a", "b"]'),
+     "site.toml [cord]: 'loci' = ['a', 'b'] should be a list of distinct loci as the release "
+     "writes them"),
+    (("[cord]", "[cords]\nloci = []\n[cord]"),
+     "site.toml: unknown key 'cords'; known: cord, donor"),
 ])
 def test_a_ranking_file_that_cannot_be_applied_as_written_is_refused_by_name(edit, message):
     text = (Path(__file__).parents[1] / "src/graftmatch/search/ranking.toml").read_text()
     assert edit[0] in text
     with pytest.raises(RankingError, match=message.replace("[", r"\[").replace("(", r"\(")):
         parse_ranking(text.replace(edit[0], edit[1], 1), "site.toml")
+
+
+def test_a_ranking_on_loci_the_search_does_not_grade_is_refused_by_name():
+    text = (Path(__file__).parents[1] / "src/graftmatch/search/ranking.toml").read_text()
+    ranking = parse_ranking(text.replace('core_loci = ["A", "B", "C", "DRB1"]',
+                                         'core_loci = ["A", "B", "C", "DQA1"]'), "site.toml")
+    with pytest.raises(RankingError) as caught:
+        ranking.check_loci(("A", "B", "C", "DRB1", "DQB1", "DPB1", "DRB3", "DRB4", "DRB5"))
+    assert str(caught.value) == ("site.toml: [donor] core_loci names 'DQA1'; the search grades "
+                                 "A, B, C, DRB1, DQB1, DPB1, DRB3, DRB4, DRB5")
 
 
 # -- citations -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
 from graftmatch.nomenclature import release as releases
@@ -29,7 +30,9 @@ def fail(exc: GraftmatchError, as_json: bool = False) -> typer.Exit:
         payload = exc.to_dict() if isinstance(exc, TypingError) else {"error": str(exc)}
         out.print_json(json.dumps({"valid": False, **payload}))
     else:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        # Escaped: a message naming "[drb345]" or "[cord]" would otherwise lose it as markup.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True,
+                  soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from graftmatch.atomic import atomic_file
+from graftmatch.errors import GraftmatchError
 from graftmatch.interfaces.common import err, out
 from graftmatch.matching.batch import BatchMatcher, Cohort, MismatchSummary
 from graftmatch.matching.export import block_frame, write_block
@@ -73,26 +74,30 @@ def run_batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None,
     total = len(patients) * len(donors) if pairs is None else None
     p_ids, d_ids = pl.Series(patients.ids), pl.Series(donors.ids)
     graded = 0
-    with ExitStack() as stack:
-        sink: IO[bytes] | None = None
-        if not no_pairs:
-            # Through a temporary file renamed on success: an interrupted batch never leaves
-            # a half-written result that looks complete.
-            sink = (stack.enter_context(atomic_file(output, "wb")) if output
-                    else sys.stdout.buffer)
-        progress = stack.enter_context(Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=err, transient=True))
-        task = progress.add_task("grading pairs", total=total)
-        for p_rows, d_rows in _pair_blocks(patients, donors, pairs):
-            block = batch.grade(patients, donors, p_rows, d_rows, prepared)
-            for s in summary_sets:
-                s.add(block)
-            if sink is not None:
-                frame = block_frame(block, p_ids, d_ids, batch.loci, fmt_name == "jsonl")
-                write_block(frame, sink, fmt_name, header=graded == 0)
-            graded += len(p_rows)
-            progress.update(task, advance=len(p_rows))
+    try:
+        with ExitStack() as stack:
+            sink: IO[bytes] | None = None
+            if not no_pairs:
+                # Through a temporary file renamed on success: an interrupted batch never leaves
+                # a half-written result that looks complete (a device is written directly).
+                sink = (stack.enter_context(atomic_file(output, "wb")) if output
+                        else sys.stdout.buffer)
+            progress = stack.enter_context(Progress(
+                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=err, transient=True))
+            task = progress.add_task("grading pairs", total=total)
+            for p_rows, d_rows in _pair_blocks(patients, donors, pairs):
+                block = batch.grade(patients, donors, p_rows, d_rows, prepared)
+                for s in summary_sets:
+                    s.add(block)
+                if sink is not None:
+                    frame = block_frame(block, p_ids, d_ids, batch.loci, fmt_name == "jsonl")
+                    write_block(frame, sink, fmt_name, header=graded == 0)
+                graded += len(p_rows)
+                progress.update(task, advance=len(p_rows))
+    except OSError as exc:  # a full disk, a folder without write permission
+        raise GraftmatchError(f"cannot write {output or 'standard output'}: {exc}"
+                              ) from exc
     report = out if output or no_pairs else err
     report.print(f"graded {graded:,} pairs ({len(patients):,} patients, {len(donors):,} donors) "
                  f"over {', '.join(batch.loci)} at {matcher.policy.level} group level")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from graftmatch.errors import GraftmatchError
@@ -43,7 +44,7 @@ def _open(hf: Path, settings: Path | None, json_out: bool
     freq_set = read_frequency_set(hf, reader)
     if not json_out:
         for notice in freq_set.notices:
-            err.print(f"[yellow]note:[/] {notice}", markup=True, highlight=False)
+            err.print(f"[yellow]note:[/] {escape(notice)}", markup=True, highlight=False)
     return reader, chosen, freq_set
 
 

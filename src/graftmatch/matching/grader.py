@@ -33,7 +33,7 @@ from graftmatch.matching.grades import (
     permissive_of,
     relation_of,
 )
-from graftmatch.matching.policy import MatchPolicy, default_policy
+from graftmatch.matching.policy import MatchPolicy, PolicyError, default_policy
 from graftmatch.matching.positions import (
     ABSENT_IMPLIED,
     ABSENT_TYPED,
@@ -71,6 +71,7 @@ class Matcher:
         self.grader = Grader(SequenceFacts(index))
         self.tce = TceGroups(index, self.policy)
         self._known_loci = set(index.loci)
+        self._check_policy()
 
     # -- reading typings into slots ------------------------------------------------------
     def slots(self, copies: Sequence[AlleleList]) -> LocusSlots:
@@ -130,6 +131,18 @@ class Matcher:
         possible = frozenset().union(*(self.positions.carried(slot.typed)
                                        for alt in drb1 for slot in alt["DRB1"]))
         return [locus for locus in missing if locus not in possible]
+
+    def _check_policy(self) -> None:
+        """The policy's loci must be loci of the release: a policy counting loci no typing
+        has would show any pair as "0/0 potential"."""
+        named = [("graded_loci", locus) for locus in self.policy.graded_loci]
+        named += [("counted_loci", locus) for locus in self.policy.counted_loci]
+        named += [("permissive_mismatches", allele.partition("*")[0])
+                  for pair in self.policy.permissive_mismatches for allele in pair]
+        for key, locus in named:
+            if locus not in self._known_loci:
+                raise PolicyError(f"{self.policy.source}: '{key}' names {locus!r}, not a locus "
+                                  f"of IPD-IMGT/HLA {self.index.release}")
 
     def check_loci(self, loci: Iterable[str]) -> tuple[str, ...]:
         out = tuple(dict.fromkeys(loci))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graftmatch.config import packaged, parse_toml, read_rules, require
+from graftmatch.config import check_keys, loci_list, packaged, parse_toml, read_rules, require
 from graftmatch.errors import GraftmatchError
 from graftmatch.typing.parser import PARALOGUES
 
@@ -58,9 +58,7 @@ def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
 
 
 def _loci(value: list[Any], key: str, where: str) -> tuple[str, ...]:
-    if not value or not all(isinstance(x, str) and x for x in value):
-        raise PolicyError(f"{where}: '{key}' = {value!r} should be a non-empty list of loci")
-    return tuple(value)
+    return loci_list(value, key, where, PolicyError)
 
 
 def _pairs(value: list[Any], where: str) -> tuple[tuple[str, str], ...]:
@@ -93,10 +91,15 @@ def _carriers(table: dict[str, Any], where: str) -> tuple[tuple[str, frozenset[s
 
 def parse_policy(text: str, source: str) -> MatchPolicy:
     doc = parse_toml(text, source, PolicyError)
+    check_keys(doc, ("level", "graded_loci", "counted_loci", "mixed_null_lists",
+                     "antigen_mismatch_level", "permissive_mismatches", "dpb1_tce", "drb345"),
+               source, PolicyError)
     tce = _get(doc, "dpb1_tce", dict, source)
     where_tce = f"{source} [dpb1_tce]"
+    check_keys(tce, ("assignment", "group_2a", "use_inferred"), where_tce, PolicyError)
     drb = _get(doc, "drb345", dict, source)
     where_drb = f"{source} [drb345]"
+    check_keys(drb, ("read_absence_from_drb1", "carriers"), where_drb, PolicyError)
     return MatchPolicy(
         level=_choice(_get(doc, "level", str, source), LEVELS, "level", source),
         graded_loci=_loci(_get(doc, "graded_loci", list, source), "graded_loci", source),

@@ -97,15 +97,22 @@ def _csv_rows(
     header_line = next(lines, None)
     if header_line is None:
         raise ReleaseError(f"{path}: no data")
-    header = next(csv.reader([header_line.text]))
+    header = _csv_line(path, header_line)
     missing = [name for name in expected_header if name not in header]
     if missing:
         raise _fail(path, header_line, f"header lacks column(s) {', '.join(missing)}")
     for line in lines:
-        values = next(csv.reader([line.text]))
+        values = _csv_line(path, line)
         if len(values) < len(header):
             raise _fail(path, line, f"expected {len(header)} comma-separated fields")
         yield line, dict(zip(header, values, strict=False))
+
+
+def _csv_line(path: Path, line: Line) -> list[str]:
+    try:
+        return next(csv.reader([line.text]))
+    except csv.Error as exc:  # a field over csv's 128 KB limit, a NUL character
+        raise _fail(path, line, str(exc)) from None
 
 
 def read_allele_list(root: Path) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import ReleaseError
+from graftmatch.nesting import json_loads
 from graftmatch.nomenclature import imgt_files
 from graftmatch.nomenclature.names import sort_key, split_name, truncate
 from graftmatch.nomenclature.serology import REL_SER_SER_PREFIX, antigen_name
@@ -232,7 +233,7 @@ class NomenclatureIndex:
     def load(cls, path: Path, *, source: str = "") -> NomenclatureIndex:
         try:
             with path.open(encoding="utf-8") as handle:
-                doc = json.load(handle)
+                doc = json_loads(handle.read())
         except (OSError, ValueError) as exc:
             raise ReleaseError(f"cannot read nomenclature index {path}: {exc}") from exc
         return cls(doc, source=source)

@@ -12,16 +12,24 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError
+from graftmatch.nesting import json_loads
 
 _CODE_RE = re.compile(r"^[A-Z]{2,5}$")
+#: The most read from a MAC file, or unpacked from its zip: a bound on memory (a zip bomb of
+#: 300 MB once took 789 MB). Meant to be well above NMDP's lists (UNVERIFIED: their sizes were
+#: not measured here).
+MAX_MAC_BYTES = 128 * 2**20
 _EXPANSION_RE = re.compile(r"^\d{2,4}(?::\d{2,4})?[A-Z]?(?:/\d{2,4}(?::\d{2,4})?[A-Z]?)*$")
 
 
@@ -76,23 +84,48 @@ def parse_mac_text(text: str, source: str) -> MacTable:
 def read_mac_file(path: Path) -> MacTable:
     """Read ``numer.v3.txt`` / ``alpha.v3.txt`` or a zip containing one of them."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = _read_capped(handle, str(path))
     except OSError as exc:
         raise MacError(f"cannot read MAC file {path}: {exc}") from exc
     if data[:2] == b"PK":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                members = [n for n in archive.namelist() if n.endswith(".txt")]
-                if not members:
-                    raise MacError(f"{path}: zip holds no .txt MAC list")
-                data = archive.read(members[0])
-        except zipfile.BadZipFile as exc:
-            raise MacError(f"{path}: damaged zip ({exc})") from exc
+        data = _unzip(path, data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     return parse_mac_text(text, str(path))
+
+
+def _unzip(path: Path, data: bytes) -> bytes:
+    """The first ``.txt`` member of a zip, refused before it is read when it is encrypted or
+    larger than :data:`MAX_MAC_BYTES` (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = [m for m in archive.infolist() if m.filename.endswith(".txt")]
+            if not members:
+                raise MacError(f"{path}: zip holds no .txt MAC list")
+            member = members[0]
+            if member.flag_bits & 0x1:
+                raise MacError(f"{path}: {member.filename} is encrypted; unzip it with its "
+                               "password and import the .txt")
+            if member.file_size > MAX_MAC_BYTES:
+                raise MacError(f"{path}: {member.filename} unpacks to {member.file_size:,} "
+                               f"bytes, over the {MAX_MAC_BYTES:,} a MAC list may have")
+            with archive.open(member) as handle:
+                return _read_capped(handle, f"{path}: {member.filename}")
+    except NotImplementedError as exc:
+        raise MacError(f"{path}: {exc} (zip compression this reader lacks); unzip it yourself "
+                       "and import the .txt") from exc
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+        raise MacError(f"{path}: damaged zip ({exc})") from exc
+
+
+def _read_capped(handle: IO[bytes], what: str) -> bytes:
+    data = handle.read(MAX_MAC_BYTES + 1)
+    if len(data) > MAX_MAC_BYTES:
+        raise MacError(f"{what} is over {MAX_MAC_BYTES:,} bytes: not an NMDP MAC list")
+    return data
 
 
 def mac_store_path(home: Path) -> Path:
@@ -114,7 +147,7 @@ def load_mac_table(home: Path) -> MacTable | None:
     if not path.exists():
         return None
     try:
-        doc = json.loads(path.read_text())
+        doc = json_loads(path.read_text())
         return MacTable(doc["codes"], doc["source"], doc.get("updated", ""))
     except (OSError, ValueError, KeyError) as exc:
         raise MacError(f"MAC store {path} is damaged ({exc}): import the MAC file again") from exc

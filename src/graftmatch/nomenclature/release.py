@@ -30,6 +30,7 @@ import platformdirs
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import ReleaseError
+from graftmatch.nesting import json_loads
 from graftmatch.nomenclature import imgt_files
 from graftmatch.nomenclature.index import SCHEMA, NomenclatureIndex
 
@@ -83,8 +84,25 @@ class ReleaseInfo:
     provenance: dict[str, Any]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """``root / rel`` when it is a regular file inside ``root`` (links followed), ``None`` when
+    it does not exist; anything else (a folder, a device, a link leading out) is an error, so
+    that only the release's own files are read or copied."""
+    path = root / rel
+    if not path.exists() and not path.is_symlink():
+        return None
+    real = path.resolve()
+    if not (real.is_relative_to(root.resolve()) and real.is_file()):
+        raise ReleaseError(f"{path} is not a regular file inside the release folder {root}")
+    return path
 
 
 def verify_release_dir(root: Path, *, expect_version: str | None = None) -> dict[str, Any]:
@@ -94,24 +112,28 @@ def verify_release_dir(root: Path, *, expect_version: str | None = None) -> dict
     the one expected); the WMDA files match the release's md5checksum.txt; pinned releases
     match their known sha256. Raises :class:`ReleaseError` naming the first failure.
     """
-    missing = [rel for rel in imgt_files.REQUIRED_FILES if not (root / rel).is_file()]
+    missing = [rel for rel in imgt_files.REQUIRED_FILES if _inside(root, rel) is None]
     if missing:
         raise ReleaseError(f"{root} is not a complete IPD-IMGT/HLA release: missing "
                            + ", ".join(missing))
     version, date = imgt_files.release_version(root)
     if expect_version and version != expect_version:
         raise ReleaseError(f"{root} holds release {version}, not {expect_version}")
+    _inside(root, "wmda/md5checksum.txt")
     md5 = imgt_files.read_md5_manifest(root)
     md5_checked = []
     for name, expected in md5.items():
-        path = root / "wmda" / name
-        if name == "README.md" and not path.exists():
-            continue  # the WMDA README is not needed and may not have been fetched
-        actual = hashlib.md5(path.read_bytes()).hexdigest()
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ReleaseError(f"{root / 'wmda' / 'md5checksum.txt'} lists {name!r}, which is "
+                               "not a file name of the wmda folder")
+        path = _inside(root, f"wmda/{name}")
+        if path is None:
+            continue  # a file graftmatch does not read (the WMDA README): not fetched
+        actual = _digest(path, "md5")
         if actual != expected:
             raise ReleaseError(f"{path}: md5 {actual} does not match md5checksum.txt ({expected})")
         md5_checked.append(f"wmda/{name}")
-    sha = {rel: _sha256(root / rel) for rel in imgt_files.REQUIRED_FILES}
+    sha = {rel: _digest(root / rel, "sha256") for rel in imgt_files.REQUIRED_FILES}
     for rel, expected in PINNED_SHA256.get(version, {}).items():
         if sha[rel] != expected:
             raise ReleaseError(f"{root / rel}: sha256 {sha[rel]} differs from the pinned "
@@ -206,7 +228,7 @@ def import_release(folder: Path) -> ReleaseInfo:
     verify_release_dir(folder)
     with _staging() as staging:
         for rel in imgt_files.REQUIRED_FILES + imgt_files.OPTIONAL_FILES:
-            if (folder / rel).is_file():
+            if _inside(folder, rel):
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / rel, staging / rel)
         return _verify_and_install(staging, f"imported from {folder.resolve()}", None)
@@ -233,7 +255,7 @@ def active_release() -> ReleaseInfo:
     version = active.read_text().strip()
     root = _releases_dir() / version
     try:
-        provenance = json.loads((root / "provenance.json").read_text())
+        provenance = json_loads((root / "provenance.json").read_text())
     except (OSError, ValueError) as exc:
         raise ReleaseError(f"release {version} in {root} is damaged ({exc}): fetch or import "
                            "it again") from exc

@@ -13,8 +13,8 @@ Formats read (DOMAIN 3.1):
 
 Every allele is checked against the active IPD-IMGT/HLA release with the typing reader, so
 renamed alleles are read under their current name (with a notice) and unknown ones are refused
-with the file, line and token. Frequencies must be positive; a population whose frequencies sum
-far from 1 is reported, and renormalised only when asked.
+with the file, line and token. Frequencies must lie between ``MIN_FREQUENCY`` and 1; a population
+whose frequencies sum far from 1 is reported, and renormalised only when asked.
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ import csv
 import gzip
 import io
 import json
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from graftmatch.errors import GraftmatchError, TypingError
+from graftmatch.nesting import json_loads
 from graftmatch.typing.model import CallKind
 from graftmatch.typing.parser import TypingReader
 
@@ -40,6 +43,17 @@ from graftmatch.typing.parser import TypingReader
 SUM_TOLERANCE = 0.01
 #: The name of the pooled population used when nothing narrower fits.
 POOLED = "pooled"
+_T = TypeVar("_T", dict[str, Any], list[Any], str)
+#: The smallest frequency read: rarer than one haplotype among the world's 16 billion, so no
+#: real set holds one (published sets round to 1e-5..1e-8), and the products of imputation
+#: (two haplotypes, mixture weights) stay far above floating-point underflow, which at 1e-300
+#: made every haplotype pair weigh 0.
+MIN_FREQUENCY = 1e-12
+#: The most read from a frequency set, unpacked: a bound on memory against a gzip bomb. Meant
+#: to be far above published sets (UNVERIFIED: the largest were not measured here).
+MAX_SET_BYTES = 2**30
+#: A mixture weight below this share of the largest one is refused, for the same reason.
+MIN_WEIGHT_SHARE = 1e-6
 
 
 class FrequencyError(GraftmatchError):
@@ -116,21 +130,32 @@ class FrequencySet:
             return self.select(spec)
         parts: list[tuple[Population, float]] = []
         steps: list[str] = []
-        for item in spec.split(","):
-            name, _, weight_text = item.strip().partition(":")
-            try:
-                weight = float(weight_text) if weight_text else 1.0
-            except ValueError:
-                raise GraftmatchError(f"population {item.strip()!r}: weight {weight_text!r} "
-                                      "is not a number") from None
-            if not weight > 0:
-                raise GraftmatchError(f"population {item.strip()!r}: weight must be above 0")
-            population, taken = self.select(name.strip() or None)
+        items = [item.strip() for item in spec.split(",")]
+        weights = [_weight(item) for item in items]
+        for item, weight in zip(items, weights, strict=True):
+            if weight < MIN_WEIGHT_SHARE * max(weights):
+                raise GraftmatchError(f"population {item!r}: weight is below a millionth of "
+                                      f"the largest ({max(weights):g}); leave it out")
+            population, taken = self.select(item.partition(":")[0].strip() or None)
             steps += taken
-            parts.append((population, weight))
+            # Relative to the largest weight, so that weights near 1e308 cannot overflow.
+            parts.append((population, weight / max(weights)))
         total = sum(w for _, w in parts)
         name = "+".join(f"{p.name}:{w / total:.3g}" for p, w in parts)
         return _mixture(name, [(p, w / total) for p, w in parts]), tuple(steps)
+
+
+def _weight(item: str) -> float:
+    """The weight of one ``POP:weight`` item of a mixture (1 when not given)."""
+    weight_text = item.partition(":")[2]
+    try:
+        weight = float(weight_text) if weight_text else 1.0
+    except ValueError:
+        raise GraftmatchError(f"population {item!r}: weight {weight_text!r} is not a "
+                              "number") from None
+    if not (weight > 0 and math.isfinite(weight)):
+        raise GraftmatchError(f"population {item!r}: weight must be a finite number above 0")
+    return weight
 
 
 def _mixture(name: str, parts: list[tuple[Population, float]]) -> Population:
@@ -150,9 +175,15 @@ def read_frequency_set(path: Path, reader: TypingReader, *, renormalise: bool = 
     if path.suffix.lower() == ".hfx":
         return _build(path, reader, *_hfx_rows(path), renormalise)
     try:
-        raw = path.read_bytes()
-        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
+        with path.open("rb") as probe:
+            gzipped = probe.read(2) == b"\x1f\x8b"
+        with (gzip.open(path) if gzipped else path.open("rb")) as handle:
+            raw = handle.read(MAX_SET_BYTES + 1)
+        if len(raw) > MAX_SET_BYTES:
+            raise GraftmatchError(f"frequency set {path} is over {MAX_SET_BYTES:,} bytes "
+                                  "unpacked: not read")
+        text = raw.decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise GraftmatchError(f"cannot read frequency set {path}: {exc}") from exc
     meta: dict[str, Any] = {}
     if text.lstrip().startswith("{"):
@@ -193,7 +224,11 @@ Row = tuple[str, str, str, str]
 
 
 def _csv_rows(path: Path, text: str) -> list[Row]:
-    lines = list(csv.reader(io.StringIO(text)))
+    cells = csv.reader(io.StringIO(text))
+    try:
+        lines = list(cells)
+    except csv.Error as exc:  # a field over csv's 128 KB limit, a NUL character
+        raise FrequencyError(path, f"line {cells.line_num}", "line", str(exc)) from None
     if not lines:
         raise FrequencyError(path, "", "file", "no haplotypes")
     header = [c.strip().lower() for c in lines[0]]
@@ -222,40 +257,68 @@ def _width(path: Path, line: int, row: list[str]) -> bool:
 def _hfx_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
     """An HFX bundle (Haplotype Frequency Exchange, ZIP of ``metadata.json`` and CSV), read
     with the SIP's reference library hfx-tools. One HFX document is one cohort: its population
-    is named by ``cohortDescription.population[].name`` (joined), else the file's stem."""
+    is named by ``cohortDescription.population[].name`` (joined), else the file's stem. The
+    library does not check the types of the metadata it returns, so each field read is
+    checked here."""
     from hfx_tools.io import read_hfx_bundle
 
     try:
         bundle = read_hfx_bundle(path)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+    except RecursionError:
+        raise FrequencyError(path, "", "HFX bundle", "metadata nested too deeply") from None
+    # What the library lets through from a damaged or odd bundle: zip errors (encrypted,
+    # unsupported compression, a corrupt stream) and the wrong types in its metadata.
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, RuntimeError,
+            NotImplementedError, zipfile.BadZipFile, zlib.error) as exc:
         raise FrequencyError(path, "", "HFX bundle", str(exc) or type(exc).__name__) from exc
-    md = bundle.metadata
-    cohort = md.get("cohortDescription") or {}
-    names = [str(p["name"]) for p in cohort.get("population") or []
-             if isinstance(p, dict) and p.get("name")]
-    population = "+".join(names) or path.stem
-    resolution = {r.get("resolution") for r in md.get("outputResolution") or []
-                  if isinstance(r, dict)}
-    nomenclature = md.get("nomenclatureUsed") or {}
+    md = _field(path, bundle.metadata, "metadata", dict)
+    cohort = _field(path, md.get("cohortDescription"), "cohortDescription", dict)
+    names = [_field(path, _field(path, p, f"cohortDescription.population[{n}]", dict
+                                 ).get("name"), f"cohortDescription.population[{n}].name", str)
+             for n, p in enumerate(_field(path, cohort.get("population"),
+                                          "cohortDescription.population", list))]
+    population = "+".join(name for name in names if name) or path.stem
+    outputs = [_field(path, r, f"outputResolution[{n}]", dict) for n, r in
+               enumerate(_field(path, md.get("outputResolution"), "outputResolution", list))]
+    loci = [_field(path, r.get("locus"), f"outputResolution[{n}].locus", str)
+            for n, r in enumerate(outputs)]
+    resolution = {_field(path, r.get("resolution"), f"outputResolution[{n}].resolution", str)
+                  for n, r in enumerate(outputs)}
+    nomenclature = _field(path, md.get("nomenclatureUsed"), "nomenclatureUsed", dict)
+    data_source = _field(path, cohort.get("dataSource"), "cohortDescription.dataSource", str)
     licence = md.get("license")
     meta = {
-        "loci": [r["locus"] for r in md.get("outputResolution") or []
-                 if isinstance(r, dict) and r.get("locus")] or None,
+        "loci": [locus for locus in loci if locus] or None,
         "resolution": resolution.pop() if len(resolution) == 1 else None,
-        "release": nomenclature.get("version") if isinstance(nomenclature, dict) else None,
-        "source": f"HFX {md.get('hfxID') or path.name}"
-                  + (f" ({cohort['dataSource']})" if cohort.get("dataSource") else ""),
+        "release": _field(path, nomenclature.get("version"), "nomenclatureUsed.version", str)
+        or None,
+        "source": f"HFX {_field(path, md.get('hfxID'), 'hfxID', str) or path.name}"
+                  + (f" ({data_source})" if data_source else ""),
         "licence": licence if isinstance(licence, str) else json.dumps(licence) if licence
         else "",
     }
-    rows = [(f"frequency row {n}", hap, population, str(freq))
+    rows = [(f"frequency row {n}", str(hap), population, str(freq))
             for n, (hap, freq) in enumerate(bundle.rows, 1)]
     return rows, meta
 
 
+def _field(path: Path, value: Any, name: str, kind: type[_T]) -> _T:
+    """A metadata field of the type its format gives it; missing or null reads empty."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind) or isinstance(value, bool):
+        shown = json.dumps(value)
+        raise FrequencyError(path, "", f"metadata.{name}",
+                             f"{shown[:60]} should be {_KINDS[kind]}")
+    return value
+
+
+_KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "text"}
+
+
 def _json_rows(path: Path, text: str) -> tuple[list[Row], dict[str, Any]]:
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
     except ValueError as exc:
         raise FrequencyError(path, "", "file", f"not JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("haplotypes"), list):
@@ -264,6 +327,11 @@ def _json_rows(path: Path, text: str) -> tuple[list[Row], dict[str, Any]]:
     meta = doc.get("metadata") or {}
     if not isinstance(meta, dict):
         raise FrequencyError(path, "", "metadata", "expected an object")
+    for key in ("resolution", "release", "source", "licence"):
+        _field(path, meta.get(key), key, str)
+    if not isinstance(meta.get("synthetic", False), bool):
+        raise FrequencyError(path, "", "metadata.synthetic",
+                             f"{json.dumps(meta['synthetic'])[:60]} should be true or false")
     rows = []
     for n, item in enumerate(doc["haplotypes"]):
         if not isinstance(item, dict):
@@ -294,9 +362,10 @@ class _Builder:
         except ValueError:
             raise FrequencyError(self.path, line, "frequency",
                                  f"{freq_text!r} is not a number") from None
-        if not freq > 0 or freq != freq or freq > 1:
+        if not MIN_FREQUENCY <= freq <= 1:
             raise FrequencyError(self.path, line, "frequency",
-                                 f"{freq_text!r} must be above 0 and at most 1")
+                                 f"{freq_text!r} must be at least {MIN_FREQUENCY:g} and at "
+                                 "most 1")
         try:
             typing = self.reader.parse(hap.strip())
         except TypingError as exc:

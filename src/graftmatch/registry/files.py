@@ -34,6 +34,7 @@ from typing import IO, TypeVar
 from pydantic import ValidationError
 
 from graftmatch.errors import GraftmatchError, TypingError
+from graftmatch.nesting import json_loads
 from graftmatch.registry.records import (
     Action,
     CordRecord,
@@ -170,7 +171,7 @@ def _json_lines_rows(path: Path) -> Iterator[tuple[int, Row]]:
 
 def _json_row(path: Path, number: int, text: str, unit: str) -> Row:
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
     except ValueError as exc:
         return RecordError(path, number, "record", text[:60], f"is not JSON ({exc})", unit=unit)
     return _object_row(path, number, doc, unit)
@@ -195,7 +196,7 @@ def _object_row(path: Path, number: int, doc: object, unit: str) -> Row:
 def _json_array_rows(path: Path) -> Iterator[tuple[int, Row]]:
     with _open(path) as handle:
         try:
-            doc = json.load(handle)
+            doc = json_loads(handle.read())
         except ValueError as exc:
             raise RecordError(path, 1, "file", "", f"is not JSON ({exc})", unit="record"
                               ) from exc

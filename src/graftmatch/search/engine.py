@@ -170,6 +170,7 @@ class Searcher:
         self.imputer = Imputer(table, settings or default_settings(),
                                population_steps=population_steps)
         self.ranking = ranking or default_ranking()
+        self.ranking.check_loci(self.loci)
         self.imputation_loci = tuple(self.index.info["imputation_loci"])
         self._graded: dict[tuple[str, str, str], tuple[int, int]] = {}
         self._parsed: dict[str, tuple[AlleleList, AlleleList]] = {}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graftmatch.config import packaged, parse_toml, read_rules, require
+from graftmatch.config import check_keys, loci_list, packaged, parse_toml, read_rules, require
 from graftmatch.errors import GraftmatchError
 
 DONOR_CRITERIA = ("mismatches", "probability", "permissive", "age", "dpb1", "class_ii",
@@ -54,6 +54,17 @@ class Ranking:
     cord_evidence: str
     source: str
 
+    def check_loci(self, known: tuple[str, ...]) -> None:
+        """The loci named must be loci the search grades: ranking on others would rank every
+        donor as matched there."""
+        for key, loci in (("[donor] core_loci", self.core_loci),
+                          ("[donor] tiebreak_loci", self.tiebreak_loci),
+                          ("[cord] loci", self.cord_loci)):
+            for locus in loci:
+                if locus not in known:
+                    raise RankingError(f"{self.source}: {key} names {locus!r}; the search "
+                                       f"grades {', '.join(known)}")
+
     def age_band(self, age: float) -> str:
         """The band of an age as a coordinator reads it: 'under 33', '33-42', '53 and over'."""
         edges = self.age_bands
@@ -80,11 +91,7 @@ def _order(value: list[Any], allowed: tuple[str, ...], where: str) -> tuple[str,
 
 
 def _loci(value: list[Any], key: str, where: str, *, empty: bool = False) -> tuple[str, ...]:
-    if (not value and not empty) or not all(isinstance(x, str) and x.isalnum() for x in value) \
-            or len(set(value)) != len(value):
-        raise RankingError(f"{where}: '{key}' = {value!r} should be a list of distinct loci, "
-                           'e.g. ["A", "B", "C", "DRB1"]')
-    return tuple(value)
+    return loci_list(value, key, where, RankingError, empty=empty)
 
 
 def _number(doc: dict[str, Any], key: str, where: str, *, low: float, high: float,
@@ -127,6 +134,7 @@ def _groups(value: list[Any], where: str, max_mismatches: int) -> tuple[DoseGrou
 
 def parse_ranking(text: str, source: str) -> Ranking:
     doc = parse_toml(text, source, RankingError)
+    check_keys(doc, ("donor", "cord"), source, RankingError)
     donor = _get(doc, "donor", dict, source)
     cord = _get(doc, "cord", dict, source)
     wd, wc = f"{source} [donor]", f"{source} [cord]"
@@ -137,10 +145,7 @@ def parse_ranking(text: str, source: str) -> Ranking:
                         "single_min_cd34_per_kg", "single_floor", "double_min_tnc_per_kg_each",
                         "double_min_cd34_per_kg_each", "target_tnc_per_kg", "dose_groups",
                         "order", "evidence"})):
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise RankingError(f"{where}: unknown key {unknown[0]!r}; known: "
-                               f"{', '.join(sorted(known))}")
+        check_keys(section, known, where, RankingError)
     max_mm = int(_get(cord, "max_mismatches", int, wc))
     if not 0 <= max_mm <= 8:
         raise RankingError(f"{wc}: 'max_mismatches' = {max_mm} should be 0 to 8")

@@ -13,12 +13,13 @@ Every problem names the file, the line and the field; duplicate identifiers are 
 from __future__ import annotations
 
 import gzip
-import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from graftmatch.errors import GraftmatchError, TypingError
+from graftmatch.nesting import json_loads
 from graftmatch.typing.model import Typing
 from graftmatch.typing.parser import TypingReader
 
@@ -68,7 +69,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str, str]]:
                                           f"{ident!r} already used on line {seen[ident]}")
                 seen[ident] = number
                 yield number, ident, gl
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
             raise GraftmatchError(f"cannot read {path}: {exc}") from exc
     if layout is None:
         raise TypingFileError(path, 0, "file", "no typings in the file")
@@ -77,7 +78,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str, str]]:
 def _record(path: Path, number: int, line: str, layout: str) -> tuple[str, str]:
     if layout == "json":
         try:
-            doc = json.loads(line)
+            doc = json_loads(line)
         except ValueError as exc:
             raise TypingFileError(path, number, "line", f"not JSON: {exc}") from exc
         if not isinstance(doc, dict):
@@ -129,5 +130,5 @@ def read_pairs(path: Path) -> Iterator[tuple[int, str, str]]:
                     continue
                 first = False
                 yield number, parts[0], parts[1]
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
             raise GraftmatchError(f"cannot read {path}: {exc}") from exc
