@@ -5,18 +5,24 @@ or holding exactly its good records."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from graftmatch.errors import GraftmatchError
 from graftmatch.registry.files import Accepted, Rejected, read_records
-from graftmatch.registry.store import Registry
+from graftmatch.registry.store import Registry, RegistryError
+from graftmatch.typing.parser import TypingReader
 from tests.conftest import REPO
 from tests.test_frequencies import CAU
 
@@ -41,6 +47,20 @@ def _stored(reg: Registry) -> dict[str, tuple[str, object]]:
     return {r["ext_id"]: (r["source"], r["age"]) for r in reg.iter_records()}
 
 
+def test_a_file_that_deletes_a_donor_and_adds_it_again_ends_with_the_donor_present(
+        tmp_path, index, reader):
+    reg = _registry(tmp_path, index)
+    reg.import_file(_file(tmp_path, "a.csv", [f"donor,,D1,REG1,,{GL},,30,F,"]), reader)
+    changes = _file(tmp_path, "b.csv", [
+        "donor,delete,D1,REG1,,,,,,",
+        f"donor,upsert,D1,REG1,,{GL},,31,F,",     # re-added: present, with the new age
+        f"donor,upsert,D2,REG1,,{GL},,40,M,",
+        "donor,delete,D2,REG1,,,,,,"])            # added, then deleted: absent
+    report = reg.import_file(changes, reader)
+    assert _stored(reg) == {"D1": ("REG1", 31)}
+    assert (report.accepted, report.deleted, report.rejected) == (2, 2, 0)
+
+
 def test_a_stray_quote_rejects_its_own_line_and_the_rows_after_it_load(tmp_path, reader):
     rows = [f"donor,,D{i},REG1,,{GL},,30,F," for i in range(1, 201)]
     rows[4] = f'donor,,D5,REG1,,"{GL},,30,F,'   # line 6: the quote is never closed
@@ -57,6 +77,58 @@ def test_a_stray_quote_rejects_its_own_line_and_the_rows_after_it_load(tmp_path,
     bad_header = _file(tmp_path, "h.csv", rows[:3], header='"type,id,registry,hla,age\n')
     with pytest.raises(GraftmatchError, match=r"line 1, field 'record': a quoted field runs "):
         list(read_records(bad_header))
+
+
+def test_when_reports_cannot_be_written_nothing_is_imported_and_the_rerun_imports(
+        tmp_path, index, reader):
+    reg = _registry(tmp_path, index)
+    (reg.path / "reports").write_text("a file where the reports folder should be")
+    source = _file(tmp_path, "r.csv", [f"donor,,D1,REG1,,{GL},,30,F,",
+                                       f"donor,,D2,REG1,,{GL},,12,F,"])
+    with pytest.raises(RegistryError, match=r"cannot write the list of rejected records in "
+                       rf"{reg.path / 'reports'}: .*nothing was imported"):
+        reg.import_file(source, reader)
+    assert (reg.count(), reg.meta()["data_version"]) == ({}, "0")
+    (reg.path / "reports").unlink()
+    report = reg.import_file(source, reader)  # not "already imported": it was not
+    assert (report.already_imported, report.accepted, report.rejected) == (False, 1, 1)
+    assert report.error_report is not None
+    with open(report.error_report, newline="") as handle:
+        assert list(csv.reader(handle)) == [
+            ["line", "field", "value", "reason"],
+            ["3", "age", "12", "is below 18 (adult donors are listed from 18 to 60 years; "
+                               "limits.toml (built in) [donor_age])"]]
+
+
+def test_a_resent_old_snapshot_says_which_import_it_was_and_again_applies_it(
+        tmp_path, index, reader):
+    from typer.testing import CliRunner
+
+    from graftmatch.interfaces.cli import app
+
+    reg = _registry(tmp_path, index)
+    snapshot = _file(tmp_path, "snapshot.csv", [f"donor,,D1,REG1,,{GL},,30,F,"])
+    first = reg.import_file(snapshot, reader)
+    reg.import_file(_file(tmp_path, "later.csv", ["donor,delete,D1,REG1,,,,,,"]), reader)
+    again = reg.import_file(snapshot, reader)
+    assert again.already_imported and again.previous is not None
+    assert (again.previous.path, again.previous.data_version, again.later_imports) == (
+        str(snapshot), first.data_version, 1)
+    assert _stored(reg) == {}
+    redone = reg.import_file(snapshot, reader, again=True)
+    assert (redone.already_imported, redone.accepted, redone.data_version) == (False, 1, 3)
+    assert _stored(reg) == {"D1": ("REG1", 30)}
+    # The command says when, what, and how to apply it on purpose.
+    reg.import_file(_file(tmp_path, "later2.csv", ["donor,delete,D1,,,,,,,"]), reader)
+    result = CliRunner().invoke(app, ["registry", "import", str(snapshot), "--registry",
+                                      str(reg.path)])
+    finished = reg.journal()[-2].finished
+    said = " ".join(result.stdout.split())
+    assert said.startswith(f"{snapshot} was already imported on {finished:%Y-%m-%d %H:%M} "
+                           f"UTC (as {snapshot}, data version 3); 1 later import has "
+                           "changed records since. Records unchanged: to apply this file "
+                           "again on purpose, run the import with --again")
+    assert _stored(reg) == {}
 
 
 def test_implausible_birth_dates_ages_and_cell_counts_are_refused_with_their_source(
@@ -128,6 +200,29 @@ def test_a_sites_limits_file_moves_the_ranges_and_a_bad_one_is_refused_by_key(
             load_limits(site)
 
 
+def test_a_deletion_naming_an_unknown_id_or_the_wrong_registry_is_counted_and_reported(
+        tmp_path, index, reader):
+    reg = _registry(tmp_path, index)
+    reg.import_file(_file(tmp_path, "a.csv", [f"donor,,D1,REG1,,{GL},,30,F,",
+                                              f"donor,,D2,REG1,,{GL},,30,F,"]), reader)
+    report = reg.import_file(_file(tmp_path, "b.csv", [
+        "donor,delete,D1,REG2,,,,,,",    # line 2: D1 is in REG1
+        "donor,delete,D9,REG1,,,,,,",    # 3: no such donor
+        "donor,delete,D2,,,,,,,",        # 4: deleted (no registry named: any registry)
+        "donor,delete,D2,REG1,,,,,,",    # 5: already deleted on line 4
+        "cord,delete,D1,,BANK1,,,,,"]), reader)  # 6: D1 is a donor, not a cord unit
+    assert (report.deleted, report.not_deleted, report.rejected) == (1, 4, 0)
+    assert _stored(reg) == {"D1": ("REG1", 30)}
+    assert report.error_report is not None
+    with open(report.error_report, newline="") as handle:
+        assert list(csv.reader(handle))[1:] == [
+            ["2", "id", "D1", "names no donor D1 of registry REG2 (D1 is in REG1): nothing "
+                              "deleted"],
+            ["3", "id", "D9", "names no donor D9 of registry REG1: nothing deleted"],
+            ["5", "id", "D2", "names no donor D2 of registry REG1: nothing deleted"],
+            ["6", "id", "D1", "names no cord unit D1 of bank BANK1: nothing deleted"]]
+
+
 def test_a_100_mb_hla_value_refuses_its_record_and_messages_stay_short(tmp_path, index,
                                                                        reader):
     reg = _registry(tmp_path, index)
@@ -156,6 +251,87 @@ def test_a_100_mb_hla_value_refuses_its_record_and_messages_stay_short(tmp_path,
         "is 160,007 characters long (at most 100,000, limits.toml (built in) [text])")
     assert error.value.endswith("A*01:01/ ... (160,007 characters)")
     assert isinstance(results[1], Accepted)
+
+
+def test_error_report_cells_that_start_a_formula_are_neutralised(tmp_path, index, reader):
+    reg = _registry(tmp_path, index)
+    source = _file(tmp_path, "r.csv", [
+        f"donor,,D1,REG1,,{GL},,-3,F,",
+        f"donor,,D2,REG1,,{GL},,=1+2,F,",
+        f"donor,,D3,REG1,,{GL},,30,@SUM(1),",
+        "donor,delete,+D4,REG1,,,,,,",
+        f"donor,,D5,REG1,,{GL},,30,F,"])
+    report = reg.import_file(source, reader)
+    with open(report.error_report, newline="") as handle:
+        assert [row[:3] for row in csv.reader(handle)][1:] == [
+            ["2", "age", "'-3"], ["3", "age", "'=1+2"], ["4", "sex", "'@SUM(1)"],
+            ["5", "id", "'+D4"]]
+    # What the command prints is left as written.
+    assert report.first_errors[0] == f"{source} line 2, field 'age': '-3' is below 18 (adult " \
+        "donors are listed from 18 to 60 years; limits.toml (built in) [donor_age])"
+
+
+def test_typings_no_record_uses_are_dropped_after_deletions_and_updates(tmp_path, index,
+                                                                         reader):
+    from sqlalchemy import select
+
+    from graftmatch.registry.store import typings_table
+
+    reg = _registry(tmp_path, index)
+    third = "A*24:02+A*24:02^B*08:01+B*44:02^DRB1*03:01+DRB1*04:01"
+    reg.import_file(_file(tmp_path, "a.csv", [f"donor,,D1,REG1,,{GL},,30,F,",
+                                              f"donor,,D2,REG1,,{GL2},,30,F,",
+                                              f"donor,,D3,REG1,,{third},,30,F,"]), reader)
+    reg.import_file(_file(tmp_path, "b.csv", ["donor,delete,D1,REG1,,,,,,",
+                                              f'donor,,D2,REG1,,"{third}",,30,F,']), reader)
+
+    with reg.engine.connect() as conn:
+        assert list(conn.execute(select(typings_table.c.gl)).scalars()) == [third]
+
+
+def test_a_duplicate_id_in_one_file_is_reported_and_counted_once(tmp_path, index, reader):
+    reg = _registry(tmp_path, index)
+    report = reg.import_file(_file(tmp_path, "r.csv", [
+        f"donor,,D1,REG1,,{GL},,30,F,",
+        f"donor,,D2,REG1,,{GL},,30,F,",
+        f"donor,,D1,REG1,,{GL},,41,F,",      # line 4: repeats line 2; the later line is kept
+        f"donor,,D1,REG2,,{GL},,50,F,"]), reader)   # another registry's D1: no repeat
+    assert (report.accepted, report.duplicates) == (3, 1)
+    assert sorted((r["source"], r["ext_id"], r["age"]) for r in reg.iter_records()) == [
+        ("REG1", "D1", 41), ("REG1", "D2", 30), ("REG2", "D1", 50)]
+    with open(report.error_report, newline="") as handle:
+        assert list(csv.reader(handle))[1:] == [
+            ["4", "id", "D1", "repeats the donor of line 2 (D1 of REG1): this later line is "
+                              "what is stored"]]
+
+
+def test_duplicates_are_found_across_batches(tmp_path, index, reader, monkeypatch):
+    from graftmatch.registry import store
+
+    monkeypatch.setattr(store, "BATCH", 3)
+    reg = _registry(tmp_path, index)
+    rows = [f"donor,,D{i},REG1,,{GL},,30,F," for i in range(1, 8)] + [
+        f"donor,,D2,REG1,,{GL},,44,F,", "donor,delete,D3,REG1,,,,,,",
+        f"donor,,D3,REG1,,{GL},,45,F,"]   # deleted, then added: no repeat
+    report = reg.import_file(_file(tmp_path, "r.csv", rows), reader)
+    assert (report.accepted, report.duplicates, report.deleted) == (8, 1, 1)
+    assert _stored(reg)["D2"] == ("REG1", 44) and _stored(reg)["D3"] == ("REG1", 45)
+    assert len(_stored(reg)) == 7
+
+
+def test_import_reads_records_from_standard_input(tmp_path):
+    source = _file(tmp_path, "r.csv", [f"donor,,D1,REG1,,{GL},,30,F,"])
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = [sys.executable, "-m", "graftmatch", "registry", "import", "/dev/stdin",
+               "--registry", str(tmp_path / "reg"), "--hf", str(CAU), "--population", "CAU"]
+    with source.open("rb") as stdin:
+        done = subprocess.run(command, stdin=stdin, capture_output=True, text=True, env=env,
+                              check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "/dev/stdin: 1 record loaded, 0 deleted, 0 rejected"
+    assert _stored(Registry(tmp_path / "reg")) == {"D1": ("REG1", 30)}
+    with pytest.raises(RegistryError, match=f"{tmp_path} is a folder, not a file of records"):
+        Registry(tmp_path / "reg").import_file(tmp_path, TypingReader(_index()))
 
 
 def _index():
@@ -216,3 +392,47 @@ def _good(results) -> dict[str, tuple[object, ...]]:
             for r in results if isinstance(r, Accepted)}
 
 
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(layout=st.sampled_from(["csv", "jsonl"]),
+       mutations=st.lists(_MUTATION, min_size=1, max_size=4))
+def test_mutated_registry_files_leave_the_registry_unchanged_or_holding_exactly_the_good_records(
+        tmp_path_factory, index, layout, mutations):
+    """A mutated CSV or JSON Lines file either is refused whole (the registry as it was) or
+    adds exactly the records its lines hold each on their own: every line the mutations did
+    not touch is stored as written, and no record is made of more than one line."""
+    reader = TypingReader(index)
+    tmp = tmp_path_factory.mktemp("fuzz")
+    reg = _registry(tmp, index)
+    reg.import_file(_file(tmp, "base.csv", [f"donor,,BASE-1,REG1,,{GL},,30,F,"]), reader)
+    before = _records(reg)
+    original = _CSV if layout == "csv" else _JSONL
+    data = _mutate(original.encode(), mutations)
+    path = tmp / f"mutated.{layout}"
+    path.write_bytes(data)
+    try:
+        report = reg.import_file(path, reader)
+    except GraftmatchError:
+        assert (_records(reg), reg.meta()["data_version"]) == (before, "1")
+        return
+    lines = list(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    first = next(i for i, line in enumerate(lines) if line.strip())
+    start = lines[first].lstrip()[0]
+    alone = tmp / "alone"
+    expected = dict(before)
+    if start == "[":  # a JSON array is read whole
+        expected.update(_good(read_records(path, reader)))
+    else:
+        # Read alone after a header, or after a JSON line (``{}``, itself refused) that keeps
+        # the file JSON Lines whatever the line starts with.
+        header = "{}\n" if start == "{" else lines[first]
+        for line in lines[first + (0 if start == "{" else 1):]:
+            alone.write_text(header + line, newline="")
+            expected.update(_good(read_records(alone, reader)))
+    assert _records(reg) == expected
+    assert report.accepted == len(expected) - len(before)
+    header_kept = layout == "jsonl" or lines[first] == original.splitlines(keepends=True)[0]
+    for line in original.splitlines(keepends=True)[1 if layout == "csv" else 0:]:
+        if header_kept and line in lines[first:]:
+            ident = (json.loads(line)["id"] if layout == "jsonl" else line.split(",")[1])
+            assert _records(reg)[ident][0] == "REG1", line

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -19,7 +20,8 @@ from graftmatch.prediction.haplotypes import HaplotypeTable
 from graftmatch.prediction.imputation import confidence
 from graftmatch.prediction.settings import default_settings
 from graftmatch.registry.index import IMPUTATION_STATUS, LAYOUT, build_index, open_index
-from graftmatch.registry.store import Registry, RegistryError, sha256_of
+from graftmatch.registry.limits import load_limits
+from graftmatch.registry.store import ImportReport, Registry, RegistryError, sha256_of
 from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
 from graftmatch.search.ranking import Ranking, default_ranking, load_ranking
 from graftmatch.typing.parser import TypingReader
@@ -64,17 +66,24 @@ def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = Fal
 
 @registry_app.command("import")
 def registry_import(
-    source: Annotated[Path, typer.Argument(help="Records: CSV or JSON (Lines), .gz ok")],
+    source: Annotated[Path, typer.Argument(
+        help="Records: CSV or JSON (Lines), .gz ok; /dev/stdin reads standard input")],
     registry: RegistryOption,
     hf: Annotated[Path | None, typer.Option(
         help="Frequency set for imputation (needed when the registry is created)")] = None,
     population: Annotated[str | None, typer.Option(
         help="Population of that set for the registry's donors")] = None,
+    again: Annotated[bool, typer.Option(
+        help="Apply a file imported before once more (e.g. an old snapshot, over the "
+             "imports since)")] = False,
+    limits: Annotated[Path | None, typer.Option(
+        help="A site's plausible ranges (default: the built-in limits.toml)")] = None,
 ) -> None:
-    """Import donors and cord units (new, updated and deleted records) in one transaction,
-    then rebuild the search index. Bad records are listed in an error report."""
+    """Import donors and cord units (new, updated and deleted records) in one transaction, in
+    file order, then rebuild the search index. Bad records are listed in an error report."""
     try:
         reader = open_reader()
+        bounds = load_limits(limits) if limits else None
         if not (registry / "registry.sqlite").exists():
             if hf is None:
                 raise RegistryError(f"{registry} is new: give --hf (and --population) for "
@@ -84,20 +93,45 @@ def registry_import(
         reg = Registry(registry)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(f"importing {source.name}", total=None)
-            report = reg.import_file(source, reader, lambda n: bar.advance(task, n))
+            report = reg.import_file(source, reader, lambda n: bar.advance(task, n),
+                                     again=again, limits=bounds)
         if report.already_imported:
-            out.print(f"{source} was already imported (data version {report.data_version}); "
-                      "records unchanged")
+            out.print(_already_imported(source, report), highlight=False)
         else:
-            out.print(f"{source}: {report.accepted:,} records loaded, {report.deleted:,} "
-                      f"deleted, {report.rejected:,} rejected")
+            out.print(f"{source}: {_count(report.accepted, 'record')} loaded, "
+                      f"{report.deleted:,} deleted, {report.rejected:,} rejected", highlight=False)
+            if report.duplicates:
+                out.print(f"  {_count(report.duplicates, 'record')} repeated an id of an "
+                          "earlier line (the later line is stored)", highlight=False)
+            if report.not_deleted:
+                out.print(f"  {_count(report.not_deleted, 'deletion')} named no stored record "
+                          "(nothing deleted)", highlight=False)
             for line in report.first_errors:
-                out.print(f"  [red]rejected[/] {line}", highlight=False)
+                out.print(f"  [red]rejected[/] {escape(line)}", highlight=False)
+            for line in report.first_notices:
+                out.print(f"  [yellow]notice[/] {escape(line)}", highlight=False)
             if report.error_report:
-                out.print(f"  every rejected record: {report.error_report}")
+                out.print(f"  every rejected record and notice: {report.error_report}",
+                          highlight=False)
         out.print(refresh_index(reg, reader))
     except GraftmatchError as exc:
         raise fail(exc) from None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _already_imported(source: Path, report: ImportReport) -> str:
+    """Which import it was and when, and how to apply it again on purpose."""
+    done = report.previous
+    assert done is not None
+    since = (f"{_count(report.later_imports, 'later import')} "
+             f"{'has' if report.later_imports == 1 else 'have'} changed records since"
+             if report.later_imports else "it is the latest import")
+    return (f"{source} was already imported on {done.finished:%Y-%m-%d %H:%M} UTC (as "
+            f"{done.path}, data version {done.data_version}); {since}. Records unchanged: to "
+            "apply this file again on purpose, run the import with --again")
 
 
 @registry_app.command("refresh")
