@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -200,6 +201,15 @@ def test_a_sites_limits_file_moves_the_ranges_and_a_bad_one_is_refused_by_key(
             load_limits(site)
 
 
+def test_search_json_never_prints_infinity_or_nan():
+    from graftmatch.interfaces.common import json_text
+
+    assert json_text({"a": [1.5, None]}) == '{"a": [1.5, null]}'
+    with pytest.raises(GraftmatchError, match=r"the output holds a number JSON cannot carry "
+                       r"at cords\[0\]\.tnc_per_kg \(inf\)"):
+        json_text({"cords": [{"id": "C1", "tnc_per_kg": math.inf}]})
+
+
 def test_a_deletion_naming_an_unknown_id_or_the_wrong_registry_is_counted_and_reported(
         tmp_path, index, reader):
     reg = _registry(tmp_path, index)
@@ -338,6 +348,29 @@ def _index():
     from graftmatch.nomenclature.release import load_index
 
     return load_index()
+
+
+def test_a_new_allele_placeholder_is_not_called_a_mac(reader):
+    from graftmatch.errors import TypingError
+
+    for typing in ("A*01:NEW", "A*01:NEW+A*02:01", "A*01:01:NEW"):
+        with pytest.raises(TypingError) as info:
+            reader.parse(typing)
+        assert info.value.reason == "an allele not yet named (NEW) cannot be interpreted"
+
+
+def test_an_empty_registries_or_kinds_list_is_refused_by_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from graftmatch.interfaces.cli import app
+
+    for option, value in (("--registries", ","), ("--registries", "REG1,,REG2"),
+                          ("--kinds", " , ")):
+        result = CliRunner().invoke(app, ["search", "--registry", str(tmp_path),
+                                          "--patient", GL, option, value])
+        assert result.exit_code == 1
+        assert " ".join(result.stderr.split()) == (
+            f"error: {option} {value!r}: an empty name; give names separated by commas")
 
 
 @pytest.mark.parametrize(("value", "shown"), [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from graftmatch.errors import GraftmatchError
-from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.interfaces.common import err, fail, json_text, open_reader, out
 from graftmatch.interfaces.match_command import parse_loci
 from graftmatch.prediction.frequencies import read_frequency_set
 from graftmatch.prediction.haplotypes import HaplotypeTable
@@ -175,7 +174,7 @@ def registry_stats(
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps(doc))
+        out.print_json(json_text(doc))
         return
     for key, value in doc.items():
         out.print(f"{key}: {value}", highlight=False)
@@ -212,17 +211,17 @@ def search(
     """Search a registry for a patient: every donor and cord unit within the criteria, with
     match grades, match probabilities and a rank with its reasons."""
     try:
+        criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
+                            max_mismatches=max_mismatches,
+                            per_locus=parse_per_locus(per_locus),
+                            kinds=parse_names(kinds, "--kinds"),
+                            sources=parse_names(registries, "--registries")
+                            if registries is not None else None)
         reader = open_reader()
         reg = Registry(registry)
         table, steps = _table(reg, reader, population)
         rules = load_ranking(ranking) if ranking else default_ranking()
         searcher = Searcher(reg, reader, table, rules, population_steps=steps)
-        criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
-                            max_mismatches=max_mismatches,
-                            per_locus=parse_per_locus(per_locus),
-                            kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-                            sources=tuple(r.strip() for r in registries.split(",")
-                                          if r.strip()) if registries else None)
         request = Patient(patient, weight, cmv, abo, sex, age)
         result = searcher.search(request, criteria)
         shown = result.donors[:limit] + result.cords[:limit]
@@ -230,15 +229,29 @@ def search(
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps({"patient": dataclasses.asdict(request),
-                                   "ranking": {"source": rules.source,
-                                               "donor_order": list(rules.donor_order),
-                                               "donor_evidence": rules.donor_evidence,
-                                               "cord_order": list(rules.cord_order),
-                                               "cord_evidence": rules.cord_evidence},
-                                   **result_dict(result, limit)}, allow_nan=False))
+        try:
+            text = json_text({"patient": dataclasses.asdict(request),
+                              "ranking": {"source": rules.source,
+                                          "donor_order": list(rules.donor_order),
+                                          "donor_evidence": rules.donor_evidence,
+                                          "cord_order": list(rules.cord_order),
+                                          "cord_evidence": rules.cord_evidence},
+                              **result_dict(result, limit)})
+        except GraftmatchError as exc:
+            raise fail(exc, json_out) from None
+        out.print_json(text)
         return
     print_result(result, criteria, limit, rules)
+
+
+def parse_names(text: str, option: str) -> tuple[str, ...]:
+    """``REG1, REG2`` -> ("REG1", "REG2"); an empty entry (``,``) is refused, not read as "no
+    names", which would find nothing."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise GraftmatchError(f"{option} {text!r}: an empty name; give names separated by "
+                              "commas")
+    return names
 
 
 def parse_per_locus(text: str | None) -> dict[str, int]:
