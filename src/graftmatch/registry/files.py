@@ -169,8 +169,8 @@ class _Lines:
 
 def _too_long(shown: Path, line: int, limits: Limits, unit: str = "line") -> RecordError:
     return RecordError(shown, line, "record", "",
-                       f"the line has over {limits.line_max_characters:,} characters (at most "
-                       f"{limits.line_max_characters:,}, {limits.cite('text')})", unit=unit)
+                       f"the line is longer than {limits.line_max_characters:,} characters "
+                       f"({limits.cite('text')}): not read", unit=unit)
 
 
 def _csv_rows(path: Path, shown: Path, limits: Limits) -> Iterator[tuple[int, Row]]:
