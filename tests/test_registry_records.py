@@ -96,7 +96,8 @@ def test_bad_records_are_rejected_and_the_good_ones_kept(tmp_path, reader):
         (12, "type", "mouse")]
     messages = [str(r.error).removeprefix(f"{path} ") for r in rejected]
     assert messages == [
-        "line 2, field 'age': '12' is below 18 (adult donors are 18 to 70)",
+        "line 2, field 'age': '12' is below 18 (adult donors are listed from 18 to 60 years; "
+        "limits.toml (built in) [donor_age])",
         "line 3, field 'id': is required but missing",
         "line 4, field 'sex': 'X' must be 'F', 'M' or 'U'",
         "line 5, field 'tnc_1e7': '-5' must be above 0 (total nucleated cells in units of "
@@ -144,7 +145,8 @@ def test_json_lines_gzipped_and_json_arrays(tmp_path, reader):
     assert isinstance(cord, CordRecord) and cord.tnc_1e7 == 99.5 and cord.cd34_1e5 is None
     assert [(r.line, str(r.error).split(", ", 1)[1]) for r in results
             if isinstance(r, Rejected)] == [
-        (4, "field 'age': '71' is above 70 (adult donors are 18 to 70)"),
+        (4, "field 'age': '71' is above 60 (adult donors are listed from 18 to 60 years; "
+            "limits.toml (built in) [donor_age])"),
         (5, "field 'shoe_size': unknown field (the fields are type, action, id, hla, abo, rh, "
             "population, status, updated, registry, birth_date, age, sex, cmv, bank, tnc_1e7, "
             "cd34_1e5, volume_ml)"),
@@ -154,8 +156,8 @@ def test_json_lines_gzipped_and_json_arrays(tmp_path, reader):
     results = list(read_records(array))
     assert [r.line for r in results] == [1, 2, 3]
     error = results[2].error
-    assert str(error) == f"{array} record 3, field 'age': '71' is above 70 (adult donors are " \
-                         "18 to 70)"
+    assert str(error) == (f"{array} record 3, field 'age': '71' is above 60 (adult donors are "
+                          "listed from 18 to 60 years; limits.toml (built in) [donor_age])")
 
 
 def test_a_deletion_needs_only_the_id(tmp_path):

@@ -16,9 +16,10 @@ class TooDeep(ValueError):
         super().__init__("nested too deeply (thousands of levels of [ or {)")
 
 
-def json_loads(text: str | bytes) -> Any:
+def json_loads(text: str | bytes, **options: Any) -> Any:
+    """``json.loads(text, **options)``, refusing a document nested too deeply."""
     try:
-        return json.loads(text)
+        return json.loads(text, **options)
     except RecursionError:
         raise TooDeep() from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import typer
@@ -34,6 +35,34 @@ def fail(exc: GraftmatchError, as_json: bool = False) -> typer.Exit:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True,
                   soft_wrap=True)
     return typer.Exit(code)
+
+
+def json_text(doc: object) -> str:
+    """Strict JSON: a number JSON cannot carry (infinity, NaN) is an error naming where it is,
+    never ``Infinity`` in the output."""
+    try:
+        return json.dumps(doc, allow_nan=False)
+    except ValueError:
+        found = _non_finite(doc, "")
+        if found is None:
+            raise
+        raise GraftmatchError(f"the output holds a number JSON cannot carry at {found[0]} "
+                              f"({found[1]!r})") from None
+
+
+def _non_finite(doc: object, where: str) -> tuple[str, float] | None:
+    if isinstance(doc, float):
+        return None if math.isfinite(doc) else (where, doc)
+    if isinstance(doc, dict):
+        items = [(f"{where}.{key}" if where else str(key), value) for key, value in doc.items()]
+    elif isinstance(doc, list | tuple):
+        items = [(f"{where}[{i}]", value) for i, value in enumerate(doc)]
+    else:
+        return None
+    for path, value in items:
+        if found := _non_finite(value, path):
+            return found
+    return None
 
 
 def open_reader() -> TypingReader:

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from graftmatch.errors import GraftmatchError
-from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.interfaces.common import err, fail, json_text, open_reader, out
 from graftmatch.interfaces.match_command import parse_loci
 from graftmatch.prediction.frequencies import read_frequency_set
 from graftmatch.prediction.haplotypes import HaplotypeTable
 from graftmatch.prediction.imputation import confidence
 from graftmatch.prediction.settings import default_settings
 from graftmatch.registry.index import IMPUTATION_STATUS, LAYOUT, build_index, open_index
-from graftmatch.registry.store import Registry, RegistryError, sha256_of
+from graftmatch.registry.limits import load_limits
+from graftmatch.registry.store import ImportReport, Registry, RegistryError, sha256_of
 from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
 from graftmatch.search.ranking import Ranking, default_ranking, load_ranking
 from graftmatch.typing.parser import TypingReader
@@ -64,17 +65,24 @@ def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = Fal
 
 @registry_app.command("import")
 def registry_import(
-    source: Annotated[Path, typer.Argument(help="Records: CSV or JSON (Lines), .gz ok")],
+    source: Annotated[Path, typer.Argument(
+        help="Records: CSV or JSON (Lines), .gz ok; /dev/stdin reads standard input")],
     registry: RegistryOption,
     hf: Annotated[Path | None, typer.Option(
         help="Frequency set for imputation (needed when the registry is created)")] = None,
     population: Annotated[str | None, typer.Option(
         help="Population of that set for the registry's donors")] = None,
+    again: Annotated[bool, typer.Option(
+        help="Apply a file imported before once more (e.g. an old snapshot, over the "
+             "imports since)")] = False,
+    limits: Annotated[Path | None, typer.Option(
+        help="A site's plausible ranges (default: the built-in limits.toml)")] = None,
 ) -> None:
-    """Import donors and cord units (new, updated and deleted records) in one transaction,
-    then rebuild the search index. Bad records are listed in an error report."""
+    """Import donors and cord units (new, updated and deleted records) in one transaction, in
+    file order, then rebuild the search index. Bad records are listed in an error report."""
     try:
         reader = open_reader()
+        bounds = load_limits(limits) if limits else None
         if not (registry / "registry.sqlite").exists():
             if hf is None:
                 raise RegistryError(f"{registry} is new: give --hf (and --population) for "
@@ -84,20 +92,45 @@ def registry_import(
         reg = Registry(registry)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(f"importing {source.name}", total=None)
-            report = reg.import_file(source, reader, lambda n: bar.advance(task, n))
+            report = reg.import_file(source, reader, lambda n: bar.advance(task, n),
+                                     again=again, limits=bounds)
         if report.already_imported:
-            out.print(f"{source} was already imported (data version {report.data_version}); "
-                      "records unchanged")
+            out.print(_already_imported(source, report), highlight=False)
         else:
-            out.print(f"{source}: {report.accepted:,} records loaded, {report.deleted:,} "
-                      f"deleted, {report.rejected:,} rejected")
+            out.print(f"{source}: {_count(report.accepted, 'record')} loaded, "
+                      f"{report.deleted:,} deleted, {report.rejected:,} rejected", highlight=False)
+            if report.duplicates:
+                out.print(f"  {_count(report.duplicates, 'record')} repeated an id of an "
+                          "earlier line (the later line is stored)", highlight=False)
+            if report.not_deleted:
+                out.print(f"  {_count(report.not_deleted, 'deletion')} named no stored record "
+                          "(nothing deleted)", highlight=False)
             for line in report.first_errors:
-                out.print(f"  [red]rejected[/] {line}", highlight=False)
+                out.print(f"  [red]rejected[/] {escape(line)}", highlight=False)
+            for line in report.first_notices:
+                out.print(f"  [yellow]notice[/] {escape(line)}", highlight=False)
             if report.error_report:
-                out.print(f"  every rejected record: {report.error_report}")
+                out.print(f"  every rejected record and notice: {report.error_report}",
+                          highlight=False)
         out.print(refresh_index(reg, reader))
     except GraftmatchError as exc:
         raise fail(exc) from None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _already_imported(source: Path, report: ImportReport) -> str:
+    """Which import it was and when, and how to apply it again on purpose."""
+    done = report.previous
+    assert done is not None
+    since = (f"{_count(report.later_imports, 'later import')} "
+             f"{'has' if report.later_imports == 1 else 'have'} changed records since"
+             if report.later_imports else "it is the latest import")
+    return (f"{source} was already imported on {done.finished:%Y-%m-%d %H:%M} UTC (as "
+            f"{done.path}, data version {done.data_version}); {since}. Records unchanged: to "
+            "apply this file again on purpose, run the import with --again")
 
 
 @registry_app.command("refresh")
@@ -141,7 +174,7 @@ def registry_stats(
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps(doc))
+        out.print_json(json_text(doc))
         return
     for key, value in doc.items():
         out.print(f"{key}: {value}", highlight=False)
@@ -178,17 +211,17 @@ def search(
     """Search a registry for a patient: every donor and cord unit within the criteria, with
     match grades, match probabilities and a rank with its reasons."""
     try:
+        criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
+                            max_mismatches=max_mismatches,
+                            per_locus=parse_per_locus(per_locus),
+                            kinds=parse_names(kinds, "--kinds"),
+                            sources=parse_names(registries, "--registries")
+                            if registries is not None else None)
         reader = open_reader()
         reg = Registry(registry)
         table, steps = _table(reg, reader, population)
         rules = load_ranking(ranking) if ranking else default_ranking()
         searcher = Searcher(reg, reader, table, rules, population_steps=steps)
-        criteria = Criteria(loci=tuple(parse_loci(loci) or Criteria.loci),
-                            max_mismatches=max_mismatches,
-                            per_locus=parse_per_locus(per_locus),
-                            kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-                            sources=tuple(r.strip() for r in registries.split(",")
-                                          if r.strip()) if registries else None)
         request = Patient(patient, weight, cmv, abo, sex, age)
         result = searcher.search(request, criteria)
         shown = result.donors[:limit] + result.cords[:limit]
@@ -196,15 +229,29 @@ def search(
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps({"patient": dataclasses.asdict(request),
-                                   "ranking": {"source": rules.source,
-                                               "donor_order": list(rules.donor_order),
-                                               "donor_evidence": rules.donor_evidence,
-                                               "cord_order": list(rules.cord_order),
-                                               "cord_evidence": rules.cord_evidence},
-                                   **result_dict(result, limit)}, allow_nan=False))
+        try:
+            text = json_text({"patient": dataclasses.asdict(request),
+                              "ranking": {"source": rules.source,
+                                          "donor_order": list(rules.donor_order),
+                                          "donor_evidence": rules.donor_evidence,
+                                          "cord_order": list(rules.cord_order),
+                                          "cord_evidence": rules.cord_evidence},
+                              **result_dict(result, limit)})
+        except GraftmatchError as exc:
+            raise fail(exc, json_out) from None
+        out.print_json(text)
         return
     print_result(result, criteria, limit, rules)
+
+
+def parse_names(text: str, option: str) -> tuple[str, ...]:
+    """``REG1, REG2`` -> ("REG1", "REG2"); an empty entry (``,``) is refused, not read as "no
+    names", which would find nothing."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise GraftmatchError(f"{option} {text!r}: an empty name; give names separated by "
+                              "commas")
+    return names
 
 
 def parse_per_locus(text: str | None) -> dict[str, int]:

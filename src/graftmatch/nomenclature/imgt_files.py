@@ -108,11 +108,19 @@ def _csv_rows(
         yield line, dict(zip(header, values, strict=False))
 
 
+#: No field of a release file comes near this; checked here rather than by the csv module's
+#: own limit, which is process-wide (the registry reader raises it for its long lines).
+FIELD_LIMIT = 131_072
+
+
 def _csv_line(path: Path, line: Line) -> list[str]:
     try:
-        return next(csv.reader([line.text]))
-    except csv.Error as exc:  # a field over csv's 128 KB limit, a NUL character
+        values = next(csv.reader([line.text]))
+    except csv.Error as exc:  # a NUL character, a field over the module's limit
         raise _fail(path, line, str(exc)) from None
+    if any(len(value) > FIELD_LIMIT for value in values):
+        raise _fail(path, line, f"field larger than field limit ({FIELD_LIMIT})")
+    return values
 
 
 def read_allele_list(root: Path) -> list[tuple[str, str]]:

@@ -219,6 +219,9 @@ def _build(path: Path, reader: TypingReader, rows: list[Row], meta: dict[str, An
     )
 
 
+#: No field of a frequency file comes near this many characters.
+FIELD_LIMIT = 131_072
+
 #: (place in the file, haplotype, population, frequency), as written.
 Row = tuple[str, str, str, str]
 
@@ -227,8 +230,14 @@ def _csv_rows(path: Path, text: str) -> list[Row]:
     cells = csv.reader(io.StringIO(text))
     try:
         lines = list(cells)
-    except csv.Error as exc:  # a field over csv's 128 KB limit, a NUL character
+    except csv.Error as exc:  # a NUL character, a field over the module's limit
         raise FrequencyError(path, f"line {cells.line_num}", "line", str(exc)) from None
+    # Checked here, not by the csv module's limit, which is process-wide (the registry reader
+    # raises it for its long lines).
+    for number, line in enumerate(lines, 1):
+        if any(len(cell) > FIELD_LIMIT for cell in line):
+            raise FrequencyError(path, f"line {number}", "line",
+                                 f"field larger than field limit ({FIELD_LIMIT})")
     if not lines:
         raise FrequencyError(path, "", "file", "no haplotypes")
     header = [c.strip().lower() for c in lines[0]]

@@ -11,6 +11,7 @@ and the value, in words a registry data manager can act on.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,6 +30,7 @@ from pydantic import (
 )
 
 from graftmatch.errors import GraftmatchError
+from graftmatch.registry.limits import RANGES
 
 
 class Kind(StrEnum):
@@ -102,7 +105,28 @@ SexField = Annotated[Sex, BeforeValidator(_lookup(_SEX))]
 RhField = Annotated[Rh | None, BeforeValidator(_normalise_rh)]
 CmvField = Annotated[Cmv, BeforeValidator(_lookup(_CMV))]
 StatusField = Annotated[Status, BeforeValidator(_lookup(_STATUS))]
-Text = Annotated[str, Field(min_length=1)]
+#: Characters no name or typing holds: a line break would split a record in an export, and
+#: invisible or bidirectional controls make two different ids look the same.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                  "\u2066\u2067\u2068\u2069")
+
+
+def _plain(value: str) -> str:
+    if value.isprintable():  # the usual case, checked in C
+        return value
+    for position, char in enumerate(value, 1):
+        kind = ("a line break" if char in _LINE_BREAKS
+                else "a bidirectional control" if char in _BIDI
+                else {"Cc": "a control character", "Cf": "an invisible format character"}.get(
+                    unicodedata.category(char)))
+        if kind:
+            raise ValueError(f"holds U+{ord(char):04X}, {kind} at position {position}: names "
+                             "must be plain text")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1), AfterValidator(_plain)]
 
 
 class _FieldProblem(ValueError):
@@ -152,7 +176,9 @@ class DonorRecord(_Record):
 
     registry: Text
     birth_date: date | None = None
-    age: int | None = Field(default=None, ge=18, le=70)
+    #: Its plausible range is checked against limits.toml (:mod:`.limits`), as are the cord
+    #: counts below: a site may move it.
+    age: int | None = None
     sex: SexField = Sex.U
     cmv: CmvField = Cmv.UNKNOWN
 
@@ -194,12 +220,16 @@ class Deletion(BaseModel):
 
 
 #: Field -> what its numbers mean, added to range and number errors.
-_UNITS = {
-    "age": "adult donors are 18 to 70",
-    "tnc_1e7": "total nucleated cells in units of 10^7: 150 means 1.5 x 10^9 cells",
-    "cd34_1e5": "CD34+ cells in units of 10^5",
-    "volume_ml": "millilitres",
-}
+_UNITS = {field: RANGES[field] for field in ("tnc_1e7", "cd34_1e5", "volume_ml")}
+#: Characters of a value shown in a message or report: a 100 MB field is cut, not printed.
+SHOWN = 80
+
+
+def cut(value: str, limit: int = SHOWN) -> str:
+    """``value`` as an error shows it: at most ``limit`` characters and its length."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]} ... ({len(value):,} characters)"
 
 
 class RecordError(GraftmatchError):
@@ -208,6 +238,7 @@ class RecordError(GraftmatchError):
 
     def __init__(self, path: Path | str, line: int, field: str, value: str, reason: str, *,
                  unit: str = "line") -> None:
+        value = cut(value)
         self.path, self.line, self.field, self.value, self.reason = (
             Path(path), line, field, value, reason)
         self.unit = unit
@@ -252,8 +283,10 @@ def _reason(kind_of_error: str, field: str, ctx: dict[str, Any], kind: str, msg:
             return f"is above {ctx['le']:g}{unit}"
         case "int_parsing" | "int_from_float" | "int_type":
             return f"is not a whole number{unit}"
-        case "float_parsing" | "float_type" | "finite_number":
+        case "float_parsing" | "float_type":
             return f"is not a number{unit}"
+        case "finite_number":
+            return f"is not a finite number{unit}"
         case "date_parsing" | "date_from_datetime_parsing" | "date_from_datetime_inexact" | (
                 "date_type"):
             return "is not a date (write YYYY-MM-DD)"

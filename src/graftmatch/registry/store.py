@@ -2,12 +2,15 @@
 
 The database (SQLAlchemy Core over SQLite, no server) holds every adult donor and cord unit as
 imported, with typings stored once per distinct GL String (registries repeat typings), the
-import journal and the registry's settings. An import is one transaction: a process killed at
-any point leaves the records as they were, and the journal (keyed by the file's SHA-256) makes
-importing the same file twice a no-op. The search index (:mod:`.index`) is derived data, built
-into a new folder and switched in atomically; ``data_version`` / ``index_version`` tell when
-it is stale (after an import that was killed before indexing, or a new release or set), and
-``graftmatch registry refresh`` (or re-running the import) rebuilds it.
+import journal and the registry's settings. An import is one transaction, applied in file
+order: a process killed at any point leaves the records as they were, and the journal (keyed by
+the file's SHA-256) makes importing the same file twice a no-op unless asked to apply it again.
+What a file holds but does not store (rejected records, repeated ids, deletions that delete
+nothing) is counted and listed in a report written before the commit. The search index
+(:mod:`.index`) is derived data, built into a new folder and switched in atomically;
+``data_version`` / ``index_version`` tell when it is stale (after an import that was killed
+before indexing, or a new release or set), and ``graftmatch registry refresh`` (or re-running
+the import) rebuilds it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import shutil
+import stat
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -34,19 +41,18 @@ from sqlalchemy import (
     case,
     cast,
     create_engine,
-    delete,
     event,
     func,
     literal,
     select,
-    tuple_,
 )
 from sqlalchemy.dialects.sqlite import insert
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError
 from graftmatch.registry.files import Accepted, Rejected, read_records
-from graftmatch.registry.records import Action, CordRecord, Deletion, DonorRecord
+from graftmatch.registry.limits import Limits
+from graftmatch.registry.records import Action, CordRecord, Deletion, DonorRecord, cut
 from graftmatch.typing.parser import TypingReader
 
 DATABASE = "registry.sqlite"
@@ -88,17 +94,38 @@ class RegistryError(GraftmatchError):
     """A registry folder that cannot be used as asked."""
 
 
+@dataclass(frozen=True)
+class PastImport:
+    """A row of the import journal."""
+
+    path: str
+    finished: dt.datetime
+    accepted: int
+    rejected: int
+    data_version: int
+
+
 @dataclass
 class ImportReport:
     path: str
+    #: Records stored (added or replaced), each counted once.
     accepted: int = 0
     deleted: int = 0
     rejected: int = 0
+    #: Records whose id an earlier line of the same file gave (the later line is stored).
+    duplicates: int = 0
+    #: Deletions naming no stored record (an unknown id, or the wrong registry or bank).
+    not_deleted: int = 0
     already_imported: bool = False
+    #: When already imported: that import, and how many imports changed records since.
+    previous: PastImport | None = None
+    later_imports: int = 0
     data_version: int = 0
-    #: CSV of the rejected records (line, field, value, reason), if any.
+    #: CSV of the records not stored as written (line, field, value, reason), if any.
     error_report: str | None = None
     first_errors: list[str] = field(default_factory=list)
+    #: The first duplicates and deletions that deleted nothing, as messages.
+    first_notices: list[str] = field(default_factory=list)
 
 
 class Registry:
@@ -149,65 +176,107 @@ class Registry:
         return meta["data_version"] != meta["index_version"]
 
     # -- importing -------------------------------------------------------------------------
-    def import_file(self, source: Path, reader: TypingReader,
-                    progress: Callable[[int], None] | None = None) -> ImportReport:
-        """Load a CSV/JSON file of records in one transaction; bad records are reported (and
-        written to an error report in the registry folder) while good ones load."""
-        digest = sha256_of(source)
-        report = ImportReport(str(source))
+    def journal(self) -> list[PastImport]:
+        """Every import, oldest first."""
+        c = imports_table.c
         with self.engine.connect() as conn:
-            done = conn.execute(select(imports_table.c.data_version)
-                                .where(imports_table.c.sha256 == digest)).first()
-        if done is not None:
-            report.already_imported, report.data_version = True, int(done[0])
-            return report
-        rejected: list[tuple[int, str, str, str]] = []
-        with self.engine.begin() as conn:
-            upserts: list[tuple[str, DonorRecord | CordRecord]] = []
-            deletes: list[tuple[str, str, str]] = []
-            for n, result in enumerate(read_records(source, reader), 1):
-                if isinstance(result, Rejected):
-                    e = result.error
-                    rejected.append((e.line, e.field, e.value, e.reason))
-                    if len(report.first_errors) < 5:
-                        report.first_errors.append(str(e))
-                    continue
-                assert isinstance(result, Accepted)
-                if result.action is Action.DELETE:
-                    deletes.append((result.kind.value, _source(result.record),
-                                    result.record.id))
-                else:
-                    assert not isinstance(result.record, Deletion)
-                    upserts.append((result.kind.value, result.record))
-                if len(upserts) + len(deletes) >= BATCH:
-                    report.accepted += _write(conn, upserts)
-                    report.deleted += _delete(conn, deletes)
-                    upserts, deletes = [], []
-                if progress is not None and n % 1000 == 0:
-                    progress(1000)
-            report.accepted += _write(conn, upserts)
-            report.deleted += _delete(conn, deletes)
-            report.rejected = len(rejected)
-            version = int(conn.execute(select(meta_table.c.value)
-                                       .where(meta_table.c.key == "data_version")).scalar_one())
-            report.data_version = version + 1
-            conn.execute(meta_table.update().where(meta_table.c.key == "data_version")
-                         .values(value=str(version + 1)))
-            conn.execute(insert(imports_table).values(
-                sha256=digest, path=str(source), finished=dt.datetime.now(dt.UTC).isoformat(),
-                accepted=report.accepted, rejected=report.rejected,
-                data_version=version + 1))
-        if rejected:
-            report.error_report = str(self._error_report(source, rejected))
+            rows = conn.execute(select(c.path, c.finished, c.accepted, c.rejected,
+                                       c.data_version).order_by(c.data_version)).all()
+        return [PastImport(path, dt.datetime.fromisoformat(finished), accepted, rejected,
+                           version) for path, finished, accepted, rejected, version in rows]
+
+    def import_file(self, source: Path, reader: TypingReader,
+                    progress: Callable[[int], None] | None = None, *, again: bool = False,
+                    limits: Limits | None = None) -> ImportReport:
+        """Load a CSV/JSON file of records in one transaction, in file order; bad records are
+        reported (and written to an error report in the registry folder) while good ones load.
+
+        A file imported before is not applied again unless ``again``: the report says which
+        import it was. Standard input or another stream is read into a file first, since it
+        is read twice (its SHA-256, then its records).
+        """
+        with _regular(source, self.path) as path:
+            digest = sha256_of(path)
+            report = ImportReport(str(source))
+            with self.engine.connect() as conn:
+                done = conn.execute(select(imports_table).where(
+                    imports_table.c.sha256 == digest)).first()
+                if done is not None and not again:
+                    report.already_imported, report.data_version = True, int(done.data_version)
+                    report.previous = PastImport(done.path,
+                                                 dt.datetime.fromisoformat(done.finished),
+                                                 done.accepted, done.rejected,
+                                                 done.data_version)
+                    report.later_imports = int(conn.execute(
+                        select(func.count()).select_from(imports_table)
+                        .where(imports_table.c.data_version > done.data_version)).scalar_one())
+                    return report
+            self._import(path, source, digest, reader, progress, limits, report)
         return report
 
-    def _error_report(self, source: Path, rejected: list[tuple[int, str, str, str]]) -> Path:
+    def _import(self, path: Path, source: Path, digest: str, reader: TypingReader,
+                progress: Callable[[int], None] | None, limits: Limits | None,
+                report: ImportReport) -> None:
+        notes: list[tuple[int, str, str, str]] = []
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            writer = None
+            try:
+                writer = _Writer(conn, report, notes)
+                for n, result in enumerate(read_records(path, reader, limits, name=source), 1):
+                    if isinstance(result, Rejected):
+                        e = result.error
+                        notes.append((e.line, e.field, e.value, e.reason))
+                        report.rejected += 1
+                        if len(report.first_errors) < 5:
+                            report.first_errors.append(str(e))
+                    else:
+                        writer.add(result)
+                    if progress is not None and n % 1000 == 0:
+                        progress(1000)
+                writer.finish()
+                version = int(conn.execute(select(meta_table.c.value).where(
+                    meta_table.c.key == "data_version")).scalar_one()) + 1
+                report.data_version = version
+                conn.execute(meta_table.update().where(meta_table.c.key == "data_version")
+                             .values(value=str(version)))
+                journal = {"path": str(source), "finished": dt.datetime.now(dt.UTC).isoformat(),
+                           "accepted": report.accepted, "rejected": report.rejected,
+                           "data_version": version}
+                conn.execute(insert(imports_table).values(sha256=digest, **journal)
+                             .on_conflict_do_update(index_elements=["sha256"], set_=journal))
+                if notes:
+                    report.error_report = str(self._error_report(source, notes, transaction))
+                else:
+                    transaction.commit()
+            finally:
+                if transaction.is_active:
+                    transaction.rollback()
+                if writer is not None:
+                    writer.close()
+
+    def _error_report(self, source: Path, rows: list[tuple[int, str, str, str]],
+                      transaction: Any) -> Path:
+        """Write the report beside its final name, commit ``transaction``, then put the report
+        in place: a report that cannot be written stops the import before the commit, so no
+        re-run can say "already imported" with the list lost."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        path = self.path / "reports" / f"{source.name}.{stamp}.errors.csv"
-        with atomic_file(path) as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["line", "field", "value", "reason"])
-            writer.writerows(rejected)
+        folder = self.path / "reports"
+        path = folder / f"{source.name}.{stamp}.errors.csv"
+        try:
+            with atomic_file(path) as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["line", "field", "value", "reason"])
+                writer.writerows([_cell(str(c)) for c in row] for row in sorted(rows))
+                handle.flush()
+                transaction.commit()
+        except OSError as exc:
+            if transaction.is_active:
+                raise RegistryError(f"cannot write the list of rejected records in {folder}: "
+                                    f"{exc}; nothing was imported: make {folder} a writable "
+                                    "folder and import again") from exc
+            raise RegistryError(f"imported, but the list of rejected records could not be "
+                                f"put in {path}: {exc}") from exc
         return path
 
     # -- reading -----------------------------------------------------------------------------
@@ -326,9 +395,7 @@ _UPSERT = (f"INSERT INTO records ({', '.join(_COLUMNS)}) VALUES "
            f"SET {', '.join(f'{c} = excluded.{c}' for c in ('typing_id', *ATTRIBUTES))}")
 
 
-def _write(conn: Any, upserts: list[tuple[str, DonorRecord | CordRecord]]) -> int:
-    if not upserts:
-        return 0
+def _write(conn: Any, upserts: list[tuple[str, DonorRecord | CordRecord]]) -> None:
     gls = list({record.hla for _, record in upserts})
     conn.exec_driver_sql("INSERT INTO typings (gl) VALUES (?) ON CONFLICT (gl) DO NOTHING",
                          [(gl,) for gl in gls])
@@ -345,22 +412,164 @@ def _write(conn: Any, upserts: list[tuple[str, DonorRecord | CordRecord]]) -> in
                 values[k] = value.value
         rows.append((kind, _source(record), record.id, ids[record.hla], *values))
     conn.exec_driver_sql(_UPSERT, rows)
-    return len(rows)
 
 
-def _delete(conn: Any, keys: list[tuple[str, str, str]]) -> int:
-    """Delete by (kind, source, id); a deletion naming no source removes that id from every
-    registry or bank of its kind."""
-    c = records_table.c
-    count = 0
-    sourced = [k for k in keys if k[1]]
-    if sourced:
-        count += conn.execute(delete(records_table).where(
-            tuple_(c.kind, c.source, c.ext_id).in_(sourced))).rowcount or 0
-    for kind, _, ext_id in (k for k in keys if not k[1]):
-        count += conn.execute(delete(records_table).where(
-            (c.kind == kind) & (c.ext_id == ext_id))).rowcount or 0
-    return int(count)
+#: The import's own scratch tables, on its connection only: the keys it stored (to find an id
+#: an earlier line gave) and the typings records stopped using (filled by triggers, so the
+#: bulk upsert stays one statement).
+_SCRATCH = (
+    "CREATE TEMP TABLE IF NOT EXISTS import_seen (kind TEXT, source TEXT, ext_id TEXT, "
+    "line INTEGER, PRIMARY KEY (kind, source, ext_id)) WITHOUT ROWID",
+    "CREATE TEMP TABLE IF NOT EXISTS import_unused (typing_id INTEGER PRIMARY KEY)",
+    "CREATE TEMP TRIGGER IF NOT EXISTS import_deleted AFTER DELETE ON main.records BEGIN "
+    "INSERT OR IGNORE INTO import_unused VALUES (old.typing_id); END",
+    "CREATE TEMP TRIGGER IF NOT EXISTS import_retyped AFTER UPDATE OF typing_id ON "
+    "main.records WHEN old.typing_id <> new.typing_id BEGIN "
+    "INSERT OR IGNORE INTO import_unused VALUES (old.typing_id); END",
+    "DELETE FROM temp.import_seen",
+    "DELETE FROM temp.import_unused",
+)
+_DROP_SCRATCH = ("DROP TRIGGER IF EXISTS temp.import_deleted",
+                 "DROP TRIGGER IF EXISTS temp.import_retyped",
+                 "DROP TABLE IF EXISTS temp.import_seen",
+                 "DROP TABLE IF EXISTS temp.import_unused")
+_NOUN = {"donor": ("donor", "registry"), "cord": ("cord unit", "bank")}
+
+
+class _Writer:
+    """Applies accepted records to an open transaction in file order. Runs of one action are
+    batched, and a run ends where the action changes, so deleting an id and adding it again
+    leaves it present. Counts what was stored, notes each id an earlier line of the file gave
+    and each deletion that deleted nothing, and drops typings no record uses any more."""
+
+    def __init__(self, conn: Any, report: ImportReport,
+                 notes: list[tuple[int, str, str, str]]) -> None:
+        self.conn, self.report, self.notes = conn, report, notes
+        self.pending: list[Accepted] = []
+        for statement in _SCRATCH:
+            conn.exec_driver_sql(statement)
+
+    def add(self, result: Accepted) -> None:
+        if self.pending and self.pending[0].action is not result.action:
+            self._flush()
+        self.pending.append(result)
+        if len(self.pending) >= BATCH:
+            self._flush()
+
+    def finish(self) -> None:
+        self._flush()
+        self.conn.exec_driver_sql(
+            "DELETE FROM typings WHERE id IN (SELECT typing_id FROM temp.import_unused) "
+            "AND id NOT IN (SELECT typing_id FROM records)")
+
+    def close(self) -> None:
+        for statement in _DROP_SCRATCH:
+            self.conn.exec_driver_sql(statement)
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        if batch[0].action is Action.DELETE:
+            self._delete(batch)
+        else:
+            self._upsert(batch)
+
+    def _note(self, line: int, ext_id: str, reason: str) -> None:
+        self.notes.append((line, "id", ext_id, reason))
+        if len(self.report.first_notices) < 5:
+            self.report.first_notices.append(f"{self.report.path} line {line}, field 'id': "
+                                             f"{cut(ext_id)!r} {reason}")
+
+    def _upsert(self, batch: list[Accepted]) -> None:
+        first: dict[tuple[str, str, str], int] = {}
+        repeats: list[tuple[int, tuple[str, str, str], int]] = []
+        for r in batch:
+            key = (r.kind.value, _source(r.record), r.record.id)
+            if key in first:
+                repeats.append((r.line, key, first[key]))
+            else:
+                first[key] = r.line
+        driver = self.conn.connection.driver_connection
+        before = driver.total_changes
+        self.conn.exec_driver_sql("INSERT OR IGNORE INTO temp.import_seen VALUES (?, ?, ?, ?)",
+                                  [(*key, line) for key, line in first.items()])
+        if driver.total_changes - before < len(first):  # some were stored by earlier batches
+            earliest = min(first.values())
+            for key, line in first.items():
+                seen = self.conn.exec_driver_sql(
+                    "SELECT line FROM temp.import_seen WHERE kind = ? AND source = ? AND "
+                    "ext_id = ? AND line < ?", (*key, earliest)).scalar()
+                if seen is not None:
+                    repeats.append((line, key, seen))
+        for line, (kind, source, ext_id), seen in sorted(repeats):
+            self._note(line, ext_id, f"repeats the {_NOUN[kind][0]} of line {seen} ({ext_id} "
+                                     f"of {source}): this later line is what is stored")
+        _write(self.conn, [(r.kind.value, r.record) for r in batch
+                           if not isinstance(r.record, Deletion)])
+        self.report.accepted += len(batch) - len(repeats)
+        self.report.duplicates += len(repeats)
+
+    def _delete(self, batch: list[Accepted]) -> None:
+        missed: list[tuple[int, str, str, str]] = []
+        for r in batch:
+            kind, source, ext_id = r.kind.value, _source(r.record), r.record.id
+            where = "kind = ? AND ext_id = ?" + (" AND source = ?" if source else "")
+            params = (kind, ext_id, source) if source else (kind, ext_id)
+            count = self.conn.exec_driver_sql(f"DELETE FROM records WHERE {where}",
+                                              params).rowcount
+            self.conn.exec_driver_sql(f"DELETE FROM temp.import_seen WHERE {where}", params)
+            if count:
+                self.report.deleted += count
+            else:
+                missed.append((r.line, kind, source, ext_id))
+        if not missed:
+            return
+        c = records_table.c
+        elsewhere: dict[tuple[str, str], set[str]] = {}
+        ids = sorted({ext_id for _, _, source, ext_id in missed if source})
+        for start in range(0, len(ids), 900):
+            for kind, ext_id, source in self.conn.execute(
+                    select(c.kind, c.ext_id, c.source).where(c.ext_id.in_(ids[start:start + 900]))):
+                elsewhere.setdefault((kind, ext_id), set()).add(source)
+        for line, kind, source, ext_id in missed:
+            noun, owner = _NOUN[kind]
+            others = sorted(elsewhere.get((kind, ext_id), ()))
+            hint = f" ({ext_id} is in {', '.join(others)})" if others else ""
+            named = f"of {owner} {source}" if source else f"in any {owner}"
+            self._note(line, ext_id, f"names no {noun} {ext_id} {named}{hint}: nothing deleted")
+        self.report.not_deleted += len(missed)
+
+
+def _cell(text: str) -> str:
+    """A report cell a spreadsheet shows as text: one starting ``= + - @`` (or a tab or
+    carriage return) would be read as a formula (OWASP, CSV injection), so it gets a ``'``."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@contextmanager
+def _regular(source: Path, folder: Path) -> Iterator[Path]:
+    """``source`` when it is a regular file. Standard input or another stream is copied into
+    the registry folder first (and removed after), since an import reads its file twice."""
+    try:
+        mode = source.stat().st_mode
+    except OSError as exc:
+        raise RegistryError(f"cannot read {source}: {exc}") from exc
+    if stat.S_ISDIR(mode):
+        raise RegistryError(f"{source} is a folder, not a file of records")
+    if stat.S_ISREG(mode):
+        yield source
+        return
+    fd, copy = tempfile.mkstemp(dir=folder, prefix=".import-", suffix=".partial")
+    try:
+        try:
+            with open(fd, "wb") as out, source.open("rb") as stream:
+                shutil.copyfileobj(stream, out, 1 << 20)
+        except OSError as exc:
+            raise RegistryError(f"cannot read {source}: {exc}") from exc
+        yield Path(copy)
+    finally:
+        Path(copy).unlink(missing_ok=True)
 
 
 def sha256_of(path: Path) -> str:

@@ -225,7 +225,7 @@ class TypingReader:
         if locus not in ix.loci:
             raise _Problem(f"unknown locus {locus} (IPD-IMGT/HLA {ix.release} has "
                            f"{', '.join(ix.loci[:12])}, ...)")
-        if rest == "NEW":
+        if rest.rpartition(":")[2] == "NEW":  # A*NEW, A*01:NEW: reserved, not a MAC
             raise _Problem("an allele not yet named (NEW) cannot be interpreted")
         if xx := _XX_RE.match(rest):
             return self._xx(locus, xx.group(1))
