@@ -3,13 +3,16 @@
 Workers are forked, so they inherit what the parent set up (the release, a haplotype table,
 compiled kernels) instead of loading it again; only the items and results cross processes.
 The function given must be importable by name (a module function or a classmethod) and read
-its shared state from where the parent put it before calling :func:`ordered_map`.
+its shared state from where the parent put it before calling :func:`ordered_map`. Workers exit
+when the parent dies, however it dies.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -33,7 +36,8 @@ def ordered_map(function: Callable[[_T], _R], items: Iterable[_T], workers: int
     if workers <= 1 or "fork" not in mp.get_all_start_methods():
         yield from map(function, items)
         return
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                             initializer=_exit_with, initargs=(os.getpid(),)) as pool:
         pending: deque[Future[_R]] = deque()
         for item in items:
             pending.append(pool.submit(function, item))
@@ -41,3 +45,15 @@ def ordered_map(function: Callable[[_T], _R], items: Iterable[_T], workers: int
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _exit_with(parent: int) -> None:
+    """In a worker: exit when ``parent`` is gone (killed, even by SIGKILL), rather than wait
+    for work that never comes while holding its memory. A watch on the parent's pid works
+    whichever thread forked the worker, which PR_SET_PDEATHSIG does not."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from graftmatch.errors import GraftmatchError
 from graftmatch.interfaces.common import err, fail, json_text, open_reader, out
@@ -18,9 +19,21 @@ from graftmatch.prediction.frequencies import read_frequency_set
 from graftmatch.prediction.haplotypes import HaplotypeTable
 from graftmatch.prediction.imputation import confidence
 from graftmatch.prediction.settings import default_settings
-from graftmatch.registry.index import IMPUTATION_STATUS, LAYOUT, build_index, open_index
+from graftmatch.registry.index import (
+    IMPUTATION_STATUS,
+    LAYOUT,
+    IndexDamaged,
+    build_index,
+    verified_index,
+)
 from graftmatch.registry.limits import load_limits
-from graftmatch.registry.store import ImportReport, Registry, RegistryError, sha256_of
+from graftmatch.registry.store import (
+    ImportReport,
+    Registry,
+    RegistryError,
+    database_error,
+    sha256_of,
+)
 from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
 from graftmatch.search.ranking import Ranking, default_ranking, load_ranking
 from graftmatch.typing.parser import TypingReader
@@ -43,24 +56,34 @@ def _table(registry: Registry, reader: TypingReader, population: str | None = No
 
 
 def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = False) -> str:
-    """Rebuild the index when records, release, frequency set or index layout changed; say
-    what was done."""
+    """Rebuild the index when records, release, frequency set or index layout changed, or
+    an index file is damaged; say what was done."""
     meta = registry.meta()
     current = {"release": reader.index.release,
                "frequency_set_sha256": sha256_of(Path(meta["frequency_set"])),
                "index_layout": str(LAYOUT)}
     changed = [k for k, v in current.items() if meta.get(k) != v]
+    damage = ""
     if not (force or registry.stale or changed):
-        return "search index is up to date"
+        try:
+            verified_index(registry).close()
+            return "search index is up to date"
+        except RegistryError as exc:  # damaged, or of another layout than recorded
+            damage = "search index {}; ".format(
+                f"damaged ({exc.detail})" if isinstance(exc, IndexDamaged) else
+                "built by another graftmatch version")
     if changed and not registry.stale and "index_folder" in meta:
         registry.set_meta(index_version="-1")
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("imputing and indexing typings", total=None)
         info = build_index(registry, reader, _table(registry, reader)[0], default_settings(),
-                           lambda done, total: bar.update(task, completed=done, total=total))
-    registry.set_meta(**current)
-    return (f"search index built: {info.records:,} records, {info.typings:,} distinct "
-            f"typings, {info.genotypes:,} distinct genotypes in {info.seconds:.1f} s")
+                           lambda done, total: bar.update(task, completed=done, total=total),
+                           waiting=lambda: err.print(
+                               "waiting for another process building the search index of "
+                               f"{registry.path} to finish", highlight=False),
+                           recorded=current)
+    return (f"{damage}search index built: {info.records:,} records, {info.typings:,} "
+            f"distinct typings, {info.genotypes:,} distinct genotypes in {info.seconds:.1f} s")
 
 
 @registry_app.command("import")
@@ -115,6 +138,8 @@ def registry_import(
         out.print(refresh_index(reg, reader))
     except GraftmatchError as exc:
         raise fail(exc) from None
+    except DBAPIError as exc:
+        raise fail(database_error(registry, exc)) from None
 
 
 def _count(n: int, noun: str) -> str:
@@ -143,6 +168,8 @@ def registry_refresh(
         out.print(refresh_index(Registry(registry), open_reader(), force=force))
     except GraftmatchError as exc:
         raise fail(exc) from None
+    except DBAPIError as exc:
+        raise fail(database_error(registry, exc)) from None
 
 
 @registry_app.command("stats")
@@ -152,16 +179,22 @@ def registry_stats(
 ) -> None:
     """Summarise a registry: records by kind and source, index state and size."""
     try:
-        reg = Registry(registry)
+        reg = Registry(registry, readonly=True)
         meta = reg.meta()
         doc: dict[str, Any] = {"records": reg.count(), "sources": reg.sources(),
                                "release": meta.get("release"),
                                "frequency_set": meta.get("frequency_set"),
                                "population": meta.get("population"),
                                "data_version": meta.get("data_version"),
-                               "index_current": not reg.stale}
+                               "index_current": False}
+        index = None
         if not reg.stale:
-            index = open_index(reg)
+            try:
+                index = verified_index(reg)
+            except RegistryError as exc:  # damaged, or of another layout
+                doc["index_error"] = str(exc)
+        if index is not None:
+            doc["index_current"] = True
             doc["index"] = {"folder": index.folder.name, "bytes": index.size_bytes,
                             "typings": len(index.tce),
                             "genotypes": len(index.genotypes),
@@ -171,8 +204,11 @@ def registry_stats(
                                            if s != "population-substituted"},
                             "population_substituted_records": int(
                                 (index.population_substituted > 0).sum())}
+            index.close()
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
+    except DBAPIError as exc:
+        raise fail(database_error(registry, exc), json_out) from None
     if json_out:
         out.print_json(json_text(doc))
         return
@@ -218,7 +254,7 @@ def search(
                             sources=parse_names(registries, "--registries")
                             if registries is not None else None)
         reader = open_reader()
-        reg = Registry(registry)
+        reg = Registry(registry, readonly=True)
         table, steps = _table(reg, reader, population)
         rules = load_ranking(ranking) if ranking else default_ranking()
         searcher = Searcher(reg, reader, table, rules, population_steps=steps)
@@ -228,6 +264,8 @@ def search(
         searcher.attach_records(shown + [u for pair in result.double_cords for u in pair])
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
+    except DBAPIError as exc:
+        raise fail(database_error(registry, exc), json_out) from None
     if json_out:
         try:
             text = json_text({"patient": dataclasses.asdict(request),

@@ -12,19 +12,29 @@ parses or imputes a donor typing:
   list (offsets, genotype ids, probabilities) into a dictionary of distinct genotypes, each a
   row of locus-genotype ids.
 
-The index is built into a temporary folder and renamed into place, then recorded as current:
-a process killed while building leaves the previous index in use.
+Builds run one at a time (the registry's build lock). The index is built into a folder
+recorded in the registry before it exists, renamed into place, then switched in with the
+registry's settings in one transaction: a process killed while building leaves the previous
+index in use, and the next build removes what it left. Every file's size, header and SHA-256
+are recorded in ``index.json``, whose SHA-256 the registry records: opening checks sizes,
+headers and the files up to 1 MiB (milliseconds), :meth:`SearchIndex.verify` reads every byte.
+A search holds a shared lock on the index it opened until it ends; an old index is removed by
+a later build once no search holds it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import hashlib
 import json
+import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from io import BufferedWriter
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +44,13 @@ import numpy.typing as npt
 from graftmatch.errors import TypingError
 from graftmatch.matching.batch import BatchMatcher
 from graftmatch.matching.grader import Matcher
+from graftmatch.nesting import json_loads
 from graftmatch.parallel import default_workers, ordered_map
 from graftmatch.prediction.haplotypes import HaplotypeTable
 from graftmatch.prediction.imputation import Imputer
 from graftmatch.prediction.settings import ImputationSettings
 from graftmatch.registry.genotypes import GenotypeDictionary
-from graftmatch.registry.store import Registry, RegistryError
+from graftmatch.registry.store import Registry, RegistryError, sha256_of
 from graftmatch.typing.parser import TypingReader
 
 #: Loci graded at search time (counted loci are chosen per search among these). DRB3/4/5 are
@@ -53,7 +64,10 @@ CMV = ("unknown", "negative", "positive")
 STATUSES = ("available", "temporarily-unavailable", "reserved", "retired")
 IMPUTATION_STATUS = ("ok", "fallback", "unrepresented", "error", "population-substituted")
 #: Bump when the index's files change: an index of another layout is rebuilt, never misread.
-LAYOUT = 2
+LAYOUT = 3
+#: Files up to this size are checksummed whenever an index is opened; larger ones by
+#: :meth:`SearchIndex.verify` (``registry stats`` and ``refresh``).
+CHECKSUMMED_ON_OPEN = 1 << 20
 #: Genotypes kept per typing (most likely first); the rest is reported as truncated mass.
 MAX_GENOTYPES_PER_TYPING = 500
 
@@ -73,12 +87,25 @@ CHUNK = 5_000
 
 def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
                 settings: ImputationSettings, progress: Callable[[int, int], None] | None = None,
-                workers: int | None = None) -> IndexInfo:
-    """Build the index for the registry's current records and switch to it.
+                workers: int | None = None, *, waiting: Callable[[], None] | None = None,
+                recorded: Mapping[str, str] | None = None) -> IndexInfo:
+    """Build the index for the registry's current records and switch to it, recording
+    ``recorded`` in the registry's settings with it.
 
     Distinct typings are parsed, encoded and imputed by ``workers`` processes (default: one
     per core), in chunks, while this process gathers their genotypes into the dictionary.
+    ``waiting`` is called if another process is building this registry's index first.
     """
+    with registry.build_lock(waiting):
+        _remove_unused(registry)  # what killed builds left, and old indexes no search holds
+        info = _build(registry, reader, table, settings, progress, workers, recorded or {})
+        _remove_unused(registry)
+    return info
+
+
+def _build(registry: Registry, reader: TypingReader, table: HaplotypeTable,
+           settings: ImputationSettings, progress: Callable[[int, int], None] | None,
+           workers: int | None, recorded: Mapping[str, str]) -> IndexInfo:
     started = dt.datetime.now(dt.UTC)
     meta = registry.meta()
     version = meta["data_version"]
@@ -150,13 +177,10 @@ def build_index(registry: Registry, reader: TypingReader, table: HaplotypeTable,
         "sources": registry.sources(), "max_genotypes_per_typing":
             MAX_GENOTYPES_PER_TYPING,
     }
-    folder = _write(registry.path, version, arrays, info)
-    registry.set_meta(index_version=version, index_folder=folder.name)
-    for old in registry.path.glob("index-*"):
-        if old.is_dir() and old.name != folder.name:
-            shutil.rmtree(old, ignore_errors=True)
+    folder, digest = _write(registry, version, arrays, info)
+    registry.switch_index(folder, **recorded, index_version=version, index_sha256=digest)
     seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
-    return IndexInfo(folder.name, len(record_typing), n, len(dictionary), seconds)
+    return IndexInfo(folder, len(record_typing), n, len(dictionary), seconds)
 
 
 @dataclass
@@ -280,38 +304,159 @@ def _record_columns(registry: Registry, today: dt.date, populations: tuple[str, 
     return out
 
 
-def _write(root: Path, version: str, arrays: dict[str, npt.NDArray[Any]],
-           info: dict[str, Any]) -> Path:
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".index-building-"))
+def _write(registry: Registry, version: str, arrays: dict[str, npt.NDArray[Any]],
+           info: dict[str, Any]) -> tuple[str, str]:
+    """Write the index into a new folder, recorded first; return its name and the SHA-256
+    of its ``index.json``."""
+    name = f"index-v{version}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}"
+    registry.record_index_folder(name)
+    tmp = registry.path / _building(name)
     try:
-        for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array))
-        (tmp / "index.json").write_text(json.dumps(info))
-        final = root / f"index-v{version}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}"
-        tmp.rename(final)
+        tmp.mkdir(mode=0o700)
+        files = {}
+        for column, array in arrays.items():
+            path = tmp / f"{column}.npy"
+            with _private(path) as handle:
+                np.save(handle, np.ascontiguousarray(array))
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_of(path),
+                                "dtype": array.dtype.str, "shape": list(array.shape)}
+        text = json.dumps({**info, "files": files}).encode()
+        with _private(tmp / "index.json") as handle:
+            handle.write(text)
+        tmp.rename(registry.path / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        registry.forget_index_folder(name)
         raise
-    return final
+    return name, hashlib.sha256(text).hexdigest()
+
+
+def _building(name: str) -> str:
+    """Where the index folder ``name`` is built."""
+    return f".index-building-{name.removeprefix('index-')}"
+
+
+def _private(path: Path) -> BufferedWriter:
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def _remove_unused(registry: Registry) -> None:
+    """Remove the index folders graftmatch made that are not current: leftovers of killed
+    builds, and retired indexes no search holds (those wait for a later build). Called
+    under the build lock, so no build is using them."""
+    for name, state in registry.index_folders().items():
+        if state == "building":
+            removed = _remove(registry.path / _building(name)) and _remove(
+                registry.path / name)
+        elif state == "retired":
+            removed = _remove_unless_held(registry.path / name)
+        else:
+            continue
+        if removed:
+            registry.forget_index_folder(name)
+
+
+def _remove_unless_held(folder: Path) -> bool:
+    try:
+        fd = os.open(folder / "index.json", os.O_RDONLY)
+    except FileNotFoundError:  # no search can hold it
+        return _remove(folder)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:  # locked while removing: a search that opened it meanwhile sees it is gone
+        return _remove(folder)
+    finally:
+        os.close(fd)
+
+
+def _remove(folder: Path) -> bool:
+    """Remove a folder (gone already is fine); False if it could not be removed."""
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+class IndexDamaged(RegistryError):
+    """An index file differs from what was recorded when the index was built."""
+
+    def __init__(self, registry: Path, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"the search index of {registry} is damaged ({detail}); run "
+                         "'graftmatch registry refresh'")
 
 
 class SearchIndex:
-    """A built index, memory-mapped."""
+    """A built index, memory-mapped and checked on opening (see :func:`open_index`). It holds
+    a shared lock on its folder until closed or collected, so no build removes it meanwhile."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, registry: Path, folder: Path, lock: int, digest: str | None) -> None:
+        self.folder, self._registry = folder, registry
+        self._closed = weakref.finalize(self, os.close, lock)
         try:
-            self.info: dict[str, Any] = json.loads((folder / "index.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise RegistryError(f"cannot read the search index in {folder}: {exc}") from exc
+            self._open(lock, digest)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, lock: int, digest: str | None) -> None:
+        registry, folder = self._registry, self.folder
+        with open(lock, "rb", closefd=False) as handle:
+            text = handle.read()
+        try:
+            self.info: dict[str, Any] = json_loads(text)
+        except ValueError:
+            self.info = {}
+        if self.info.get("layout") != LAYOUT:
+            raise RegistryError(f"the search index of {registry} was built by another "
+                                "graftmatch version; run 'graftmatch registry refresh'")
+        if hashlib.sha256(text).hexdigest() != digest:
+            raise IndexDamaged(registry, "index.json: changed since it was built")
+        self._arrays: dict[str, npt.NDArray[Any]] = {}
+        for name, recorded in self.info["files"].items():
+            path = folder / name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise IndexDamaged(registry, f"{name}: missing") from None
+            if size != recorded["bytes"]:
+                raise IndexDamaged(registry, f"{name}: {size:,} bytes, {recorded['bytes']:,} "
+                                   "when built")
+            if size <= CHECKSUMMED_ON_OPEN:
+                self._check_sum(name)
+            try:
+                array: npt.NDArray[Any] = np.load(path, mmap_mode="r")
+            except ValueError as exc:
+                raise IndexDamaged(registry, f"{name}: {exc}") from None
+            if (array.dtype.str, list(array.shape)) != (recorded["dtype"], recorded["shape"]):
+                raise IndexDamaged(registry, f"{name}: {array.dtype.str} {list(array.shape)}, "
+                                   f"{recorded['dtype']} {recorded['shape']} when built")
+            self._arrays[name.removesuffix(".npy")] = array
 
     def __getattr__(self, name: str) -> npt.NDArray[Any]:
-        path = self.folder / f"{name}.npy"
-        if not path.exists():
-            raise AttributeError(name)
-        array: npt.NDArray[Any] = np.load(path, mmap_mode="r")
-        setattr(self, name, array)
-        return array
+        try:
+            return self.__dict__["_arrays"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def verify(self) -> None:
+        """Check every file against its recorded SHA-256 (reads the whole index)."""
+        for name in self.info["files"]:
+            self._check_sum(name)
+
+    def close(self) -> None:
+        """Release the index for removal (its arrays stay readable while mapped)."""
+        self._closed()
+
+    def _check_sum(self, name: str) -> None:
+        if sha256_of(self.folder / name) != self.info["files"][name]["sha256"]:
+            raise IndexDamaged(self._registry, f"{name}: changed since it was built")
 
     @cached_property
     def size_bytes(self) -> int:
@@ -319,12 +464,32 @@ class SearchIndex:
 
 
 def open_index(registry: Registry) -> SearchIndex:
-    meta = registry.meta()
-    if meta.get("index_version") != meta.get("data_version") or "index_folder" not in meta:
-        raise RegistryError(f"the search index of {registry.path} is out of date (records "
-                            "changed since it was built); run 'graftmatch registry refresh'")
-    index = SearchIndex(registry.path / meta["index_folder"])
-    if index.info.get("layout") != LAYOUT:
-        raise RegistryError(f"the search index of {registry.path} was built by another "
-                            "graftmatch version; run 'graftmatch registry refresh'")
+    """The registry's current index, checked and held (see :class:`SearchIndex`)."""
+    while True:
+        meta = registry.meta()
+        if meta.get("index_version") != meta.get("data_version") or "index_folder" not in meta:
+            raise RegistryError(f"the search index of {registry.path} is out of date (records "
+                                "changed since it was built); run 'graftmatch registry "
+                                "refresh'")
+        folder = registry.path / meta["index_folder"]
+        try:
+            lock = os.open(folder / "index.json", os.O_RDONLY)
+        except FileNotFoundError:
+            if registry.meta().get("index_folder") != meta["index_folder"]:
+                continue  # a build switched in a new index and removed this one meanwhile
+            raise IndexDamaged(registry.path, f"{folder.name}/index.json: missing") from None
+        fcntl.flock(lock, fcntl.LOCK_SH)  # waits while a build removes it
+        if os.fstat(lock).st_nlink:
+            return SearchIndex(registry.path, folder, lock, meta.get("index_sha256"))
+        os.close(lock)  # removed before this search held it: read the registry again
+
+
+def verified_index(registry: Registry) -> SearchIndex:
+    """The current index with every byte checked (:meth:`SearchIndex.verify`)."""
+    index = open_index(registry)
+    try:
+        index.verify()
+    except BaseException:
+        index.close()
+        raise
     return index

@@ -11,18 +11,28 @@ nothing) is counted and listed in a report written before the commit. The search
 ``data_version`` / ``index_version`` tell when it is stale (after an import that was killed
 before indexing, or a new release or set), and ``graftmatch registry refresh`` (or re-running
 the import) rebuilds it.
+
+The database records its schema version (SQLite's ``user_version``) and every index folder
+graftmatch made, so a database of another version is refused rather than misread, and index
+clean-up never touches a folder it did not make. Reading commands open it read-only, so a
+registry on a read-only mount can be searched. Files are private to their owner (0600, folders
+0700): they hold typings and birth dates.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import fcntl
 import hashlib
+import os
 import shutil
+import sqlite3
 import stat
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -41,12 +51,16 @@ from sqlalchemy import (
     case,
     cast,
     create_engine,
+    delete,
     event,
     func,
     literal,
     select,
+    update,
 )
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError
@@ -56,6 +70,11 @@ from graftmatch.registry.records import Action, CordRecord, Deletion, DonorRecor
 from graftmatch.typing.parser import TypingReader
 
 DATABASE = "registry.sqlite"
+#: The tables' layout, kept in the database's ``user_version``; bump it when a table changes.
+#: A registry made before it (0, with graftmatch's tables) is upgraded when opened for writing.
+SCHEMA_VERSION = 1
+#: Held (flock, exclusive) while an index is built and switched in: builds run one at a time.
+BUILD_LOCK = ".index-build.lock"
 #: Records written per statement batch during an import.
 BATCH = 5000
 #: SQLite page cache per connection, KiB.
@@ -85,6 +104,11 @@ imports_table = Table(
     Column("finished", String, nullable=False), Column("accepted", Integer, nullable=False),
     Column("rejected", Integer, nullable=False), Column("data_version", Integer, nullable=False),
 )
+
+#: The index folders graftmatch made: ``building`` (a build that may have been killed),
+#: ``current``, or ``retired`` (removed once no search holds it).
+indexes_table = Table("indexes", schema, Column("folder", String, primary_key=True),
+                      Column("state", String, nullable=False))
 
 ATTRIBUTES = ("birth_date", "age", "sex", "abo", "rh", "cmv", "population", "status",
               "updated", "tnc_1e7", "cd34_1e5", "volume_ml")
@@ -129,33 +153,75 @@ class ImportReport:
 
 
 class Registry:
-    """One registry folder. ``Registry.create(path)`` makes one; ``Registry(path)`` opens it."""
+    """One registry folder. ``Registry.create(path)`` makes one; ``Registry(path)`` opens it,
+    read-only with ``readonly=True`` (for commands that only read)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path, self.readonly = path, readonly
         db = path / DATABASE
-        if not db.exists():
+        if not db.is_file():
             raise RegistryError(f"{path} is not a graftmatch registry (no {DATABASE}); create "
                                 "one with 'graftmatch registry import --registry DIR FILE'")
-        self.engine = _engine(db)
+        self.engine = _engine(db, readonly)
+        try:
+            self._check_schema(db)
+        except (DBAPIError, RegistryError) as exc:
+            self.engine.dispose()
+            if isinstance(exc, DBAPIError):
+                raise unusable(db, str(exc.orig)) from None
+            raise
 
     @classmethod
     def create(cls, path: Path, *, release: str, frequency_set: str, population: str
                ) -> Registry:
-        """Create a registry folder (or open it if it exists), recording the release and the
-        frequency set its index is computed with."""
-        path.mkdir(parents=True, exist_ok=True)
-        engine = _engine(path / DATABASE)
-        schema.create_all(engine)
-        with engine.begin() as conn:
-            for key, value in (("release", release), ("frequency_set", frequency_set),
-                               ("population", population), ("data_version", "0"),
-                               ("index_version", "-1"),
-                               ("created", dt.datetime.now(dt.UTC).isoformat())):
-                conn.execute(insert(meta_table).values(key=key, value=value)
-                             .on_conflict_do_nothing())
-        engine.dispose()
+        """Create a registry folder (or open the registry in it), recording the release and
+        the frequency set its index is computed with. The database is made under a temporary
+        name and linked into place, so a killed create leaves no half-made registry and two
+        creates at once make one."""
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = path / DATABASE
+        if not db.exists():
+            fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{DATABASE}.", suffix=".creating")
+            os.close(fd)  # mkstemp made it 0600; SQLite gives its -wal and -shm the same mode
+            try:
+                engine = _engine(Path(tmp), readonly=False)
+                with engine.begin() as conn:
+                    schema.create_all(conn)
+                    conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute(insert(meta_table), [
+                        {"key": key, "value": value} for key, value in (
+                            ("release", release), ("frequency_set", frequency_set),
+                            ("population", population), ("data_version", "0"),
+                            ("index_version", "-1"),
+                            ("created", dt.datetime.now(dt.UTC).isoformat()))])
+                engine.dispose()
+                with suppress(FileExistsError):  # another process made it meanwhile: theirs
+                    os.link(tmp, db)
+            finally:
+                Path(tmp).unlink()
         return cls(path)
+
+    def _check_schema(self, db: Path) -> None:
+        with self.engine.begin() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+            columns = {name: set(conn.exec_driver_sql(
+                "SELECT name FROM pragma_table_info(?)", (name,)).scalars())
+                for name in conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'").scalars()}
+            if version == 0 and not columns:
+                raise unusable(db, "it holds no graftmatch tables")
+            if version == 0 and {"meta", "records"} <= set(columns):
+                if self.readonly:
+                    raise RegistryError(f"{db} was made by an older graftmatch version; run "
+                                        f"'graftmatch registry refresh --registry {self.path}' "
+                                        "once where it can be written")
+                _upgrade(conn)
+                return
+            if version != SCHEMA_VERSION:
+                raise unusable(db, "it was made by another graftmatch version (database "
+                               f"schema {version}, this one reads {SCHEMA_VERSION})")
+            if any(columns.get(t.name) != set(t.c.keys()) for t in schema.tables.values()):
+                raise unusable(db, "its tables are not those of this graftmatch version")
 
     # -- settings --------------------------------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -164,10 +230,51 @@ class Registry:
 
     def set_meta(self, **values: str) -> None:
         with self.engine.begin() as conn:
-            for key, value in values.items():
-                conn.execute(insert(meta_table).values(key=key, value=value)
-                             .on_conflict_do_update(index_elements=["key"],
-                                                    set_={"value": value}))
+            _set_meta(conn, values)
+
+    # -- the search index's folders -------------------------------------------------------
+    @contextmanager
+    def build_lock(self, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the index-build lock (released when the process ends, however it ends);
+        ``waiting`` is called first if another process holds it."""
+        fd = os.open(self.path / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def index_folders(self) -> dict[str, str]:
+        """The index folders graftmatch made, by name: their state."""
+        with self.engine.connect() as conn:
+            return {folder: state for folder, state in conn.execute(
+                select(indexes_table.c.folder, indexes_table.c.state))}
+
+    def record_index_folder(self, folder: str) -> None:
+        """Record a folder about to be built (before it exists, so a killed build's
+        leftovers are known)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(indexes_table).values(folder=folder, state="building"))
+
+    def forget_index_folder(self, folder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(indexes_table).where(indexes_table.c.folder == folder))
+
+    def switch_index(self, folder: str, **values: str) -> None:
+        """Make ``folder`` the current index and retire the previous one, setting ``values``
+        in the settings, in one transaction: a search sees the old index or the new one."""
+        c = indexes_table.c
+        with self.engine.begin() as conn:
+            conn.execute(update(indexes_table).where(c.state == "current")
+                         .values(state="retired"))
+            conn.execute(update(indexes_table).where(c.folder == folder)
+                         .values(state="current"))
+            _set_meta(conn, {**values, "index_folder": folder})
 
     @property
     def stale(self) -> bool:
@@ -211,7 +318,10 @@ class Registry:
                         select(func.count()).select_from(imports_table)
                         .where(imports_table.c.data_version > done.data_version)).scalar_one())
                     return report
-            self._import(path, source, digest, reader, progress, limits, report)
+            # Under the build lock: an index build reads typings the import may drop, and an
+            # import waits for a build in progress rather than change its records under it.
+            with self.build_lock():
+                self._import(path, source, digest, reader, progress, limits, report)
         return report
 
     def _import(self, path: Path, source: Path, digest: str, reader: TypingReader,
@@ -264,6 +374,7 @@ class Registry:
         folder = self.path / "reports"
         path = folder / f"{source.name}.{stamp}.errors.csv"
         try:
+            folder.mkdir(mode=0o700, exist_ok=True)
             with atomic_file(path) as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["line", "field", "value", "reason"])
@@ -363,14 +474,56 @@ class Registry:
         return out
 
 
-def _engine(db: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{db}")
+def unusable(db: Path, reason: str) -> RegistryError:
+    """A database that cannot be read as a registry; ``reason`` never holds record values."""
+    return RegistryError(f"{db} is not a usable graftmatch registry ({reason}): restore it "
+                         "from a backup, or move it away and import the records again")
+
+
+def database_error(registry: Path, exc: DBAPIError) -> RegistryError:
+    """A database error met while working: SQLite's reason, without the statement and its
+    parameters (which hold record values)."""
+    return RegistryError(f"{registry / DATABASE} failed ({exc.orig}); if it persists, restore "
+                         "it from a backup, or move it away and import the records again")
+
+
+def _set_meta(conn: Any, values: Mapping[str, str]) -> None:
+    for key, value in values.items():
+        conn.execute(insert(meta_table).values(key=key, value=value)
+                     .on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+
+def _upgrade(conn: Any) -> None:
+    """Give a registry made before schema versions the tables it lacks, with its current
+    index folder recorded (graftmatch made it: the registry names it)."""
+    schema.create_all(conn)
+    current = conn.execute(select(meta_table.c.value)
+                           .where(meta_table.c.key == "index_folder")).scalar()
+    if current is not None:
+        conn.execute(insert(indexes_table).values(folder=current, state="current")
+                     .on_conflict_do_nothing())
+    conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _engine(db: Path, readonly: bool) -> Engine:
+    if readonly:
+        # Read-only, and on a folder no one can write (a read-only mount) with no WAL in use,
+        # immutable: SQLite then needs no -shm file, which it could not create there.
+        uri = f"file:{urllib.parse.quote(str(db))}?mode=ro"
+        if not os.access(db.parent, os.W_OK) and not any(
+                Path(f"{db}{end}").exists() for end in ("-wal", "-shm")):
+            uri += "&immutable=1"
+        engine = create_engine("sqlite://", poolclass=QueuePool, creator=lambda: sqlite3.connect(
+            uri, uri=True, check_same_thread=False))
+    else:
+        engine = create_engine(f"sqlite:///{db}")
 
     @event.listens_for(engine, "connect")
     def _pragmas(connection: Any, _: Any) -> None:  # durable, and fast enough for bulk loads
         cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if not readonly:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         # A 256 MiB page cache (the default is 2 MiB): an import of millions of records
         # updates B-tree pages all over the unique indexes, and spilling them is the cost.
