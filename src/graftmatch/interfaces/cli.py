@@ -15,6 +15,7 @@ from graftmatch import __version__
 from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
 from graftmatch.interfaces import match_command, predict_commands, registry_commands
 from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.interfaces.patient_commands import centres_app, db_app, patients_app
 from graftmatch.matching.grader import Matcher
 from graftmatch.nomenclature import release as releases
 from graftmatch.nomenclature.mac import load_mac_table, read_mac_file, save_mac_table
@@ -32,6 +33,9 @@ app.command("predict")(predict_commands.predict)
 app.add_typer(predict_commands.hf_app, name="hf")
 app.add_typer(registry_commands.registry_app, name="registry")
 app.command("search")(registry_commands.search)
+app.add_typer(db_app, name="db")
+app.add_typer(centres_app, name="centres")
+app.add_typer(patients_app, name="patients")
 
 
 class LevelChoice(StrEnum):

@@ -1,0 +1,1 @@
+"""Alembic migrations of the graftmatch database, run by graftmatch.database.upgrade."""

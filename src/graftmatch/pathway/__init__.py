@@ -1,0 +1,1 @@
+"""The clinical pathway: patient records, and later follow-up."""
