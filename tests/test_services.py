@@ -211,3 +211,21 @@ def test_a_registry_that_is_not_there_is_a_registry_error(tmp_path):
     with pytest.raises(RegistryError, match=r"nowhere"):
         search.search(tmp_path / "nowhere", Patient(PATIENT))
 
+
+def test_services_print_nothing_and_import_no_interface():
+    """The rules of docs/adr/0007: a service is called by the CLI, the API and the pages
+    alike, so it neither prints nor depends on any of them."""
+    import ast
+
+    import graftmatch.services
+
+    forbidden = ("typer", "rich", "click", "fastapi", "starlette", "graftmatch.interfaces")
+    for path in sorted(Path(graftmatch.services.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(forbidden), f"{path.name} imports {name}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("print", "input"), f"{path.name} calls {node.func.id}"
