@@ -202,7 +202,7 @@ def test_a_sites_limits_file_moves_the_ranges_and_a_bad_one_is_refused_by_key(
 
 
 def test_search_json_never_prints_infinity_or_nan():
-    from graftmatch.interfaces.common import json_text
+    from graftmatch.services.common import json_text
 
     assert json_text({"a": [1.5, None]}) == '{"a": [1.5, null]}'
     with pytest.raises(GraftmatchError, match=r"the output holds a number JSON cannot carry "

@@ -66,8 +66,8 @@ def test_index_clean_up_leaves_a_users_own_index_folders_alone(tmp_path):
 PAUSED_REFRESH = """
 import sys
 from pathlib import Path
-from graftmatch.interfaces.common import open_reader
-from graftmatch.interfaces.registry_commands import refresh_index
+from graftmatch.services.reference import open_reader
+from graftmatch.services.registries import refresh_index
 from graftmatch.registry import index
 from graftmatch.registry.store import Registry
 write = index._write

@@ -1,25 +1,24 @@
-"""The ``graftmatch`` command line."""
+"""The ``graftmatch`` command line: options parsed, a service called, its result rendered."""
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from graftmatch import __version__
-from graftmatch.errors import GraftmatchError, ReleaseError, TypingError
+from graftmatch.errors import GraftmatchError
 from graftmatch.interfaces import match_command, predict_commands, registry_commands
-from graftmatch.interfaces.common import err, fail, open_reader, out
+from graftmatch.interfaces.common import err, fail, notify, out, print_json, progress_bar
 from graftmatch.interfaces.patient_commands import centres_app, db_app, patients_app
-from graftmatch.matching.grader import Matcher
 from graftmatch.nomenclature import release as releases
-from graftmatch.nomenclature.mac import load_mac_table, read_mac_file, save_mac_table
-from graftmatch.nomenclature.reduce import Level, Reducer
+from graftmatch.services import demo as demos
+from graftmatch.services import reference, typings
+from graftmatch.typing.model import Typing
 from graftmatch.typing.parser import TypingReader
 
 app = typer.Typer(help="HLA typing, matching and donor search for stem cell transplantation.",
@@ -54,12 +53,11 @@ def hla_fetch(
 ) -> None:
     """Download a release from the official IPD-IMGT/HLA repository into the user cache."""
     try:
-        with err.status(f"downloading IPD-IMGT/HLA {release}") as status:
-            info = releases.fetch_release(release, base_url=url,
-                                          progress=lambda f: status.update(f"downloading {f}"))
+        with progress_bar() as progress:
+            installed = reference.fetch_release(release, url, progress)
     except GraftmatchError as exc:
         raise fail(exc) from None
-    _report_installed(info)
+    _report_installed(installed)
 
 
 @hla.command("import")
@@ -69,43 +67,33 @@ def hla_import(
 ) -> None:
     """Import a release from a folder, for sites without internet access."""
     try:
-        info = releases.import_release(folder)
+        installed = reference.import_release(folder)
     except GraftmatchError as exc:
         raise fail(exc) from None
-    _report_installed(info)
+    _report_installed(installed)
 
 
-def _report_installed(info: releases.ReleaseInfo) -> None:
-    checked = info.provenance.get("md5_verified", [])
-    pinned = " and the pinned sha256 checksums" if info.provenance.get(
-        "pinned_sha256_verified") else ""
+def _report_installed(installed: reference.InstalledRelease) -> None:
+    info = installed.info
+    pinned = " and the pinned sha256 checksums" if installed.pinned_sha256 else ""
     out.print(f"IPD-IMGT/HLA {info.version} ({info.date}) installed in {info.path}")
-    out.print(f"verified: {len(checked)} files against the release's md5checksum.txt{pinned}")
-    index = releases.load_index(info)
-    out.print(f"index: {len(index.names):,} alleles over {len(index.loci)} loci")
+    out.print(f"verified: {installed.verified_files} files against the release's "
+              f"md5checksum.txt{pinned}")
+    out.print(f"index: {installed.alleles:,} alleles over {installed.loci} loci")
 
 
 @hla.command("info")
 def hla_info(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the active release, its source, allele counts per locus and the citation."""
     try:
-        info = releases.active_release()
-        index = releases.load_index(info)
+        overview = reference.release_overview()
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
-    counts = index.counts_per_locus()
-    macs = load_mac_table(releases.home_dir())
-    doc: dict[str, Any] = {
-        "release": info.version, "date": info.date, "source": info.source,
-        "path": str(info.path), "alleles": len(index.names), "alleles_per_locus": counts,
-        "g_groups": len(index.g_names), "p_groups": len(index.p_names),
-        "mac_list": ({"source": macs.source, "updated": macs.updated, "codes": len(macs.codes)}
-                     if macs else None),
-        "licence": releases.LICENCE_URL, "citation": releases.CITATION,
-    }
     if json_out:
-        out.print_json(json.dumps(doc))
+        print_json(overview.to_dict())
         return
+    info, index, macs = overview.info, overview.index, overview.mac_list
+    counts = overview.alleles_per_locus
     out.print(f"[bold]IPD-IMGT/HLA {info.version}[/] ({info.date})")
     out.print(f"source: {info.source}", highlight=False)
     out.print(f"{len(index.names):,} alleles, {len(index.g_names):,} G groups, "
@@ -114,7 +102,7 @@ def hla_info(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     for locus in index.loci:
         table.add_row(locus, f"{counts[locus]:,}")
     out.print(table)
-    out.print("MAC list: " + (f"{len(macs.codes):,} codes from {macs.source}" if macs
+    out.print("MAC list: " + (f"{macs['codes']:,} codes from {macs['source']}" if macs
                               else "none imported (MAC-coded typings are rejected)"))
     out.print(f"licence: CC BY-ND, {releases.LICENCE_URL}\nplease cite:\n{releases.CITATION}",
               highlight=False)
@@ -126,12 +114,16 @@ def hla_import_mac(
 ) -> None:
     """Import the NMDP multiple-allele-code list you obtained from NMDP."""
     try:
-        table = read_mac_file(file)
-        path = save_mac_table(table, releases.home_dir())
+        imported = reference.import_mac_list(file)
     except GraftmatchError as exc:
         raise fail(exc) from None
-    out.print(f"imported {len(table.codes):,} MAC codes (list dated {table.updated or 'unknown'})"
-              f" into {path}")
+    out.print(f"imported {imported.codes:,} MAC codes (list dated "
+              f"{imported.updated or 'unknown'}) into {imported.path}")
+
+
+def _print_notices(typing_: Typing) -> None:
+    for n in typing_.notices:
+        err.print(f"[yellow]note:[/] {n.message} (at position {n.position})", highlight=False)
 
 
 @hla.command("validate")
@@ -141,20 +133,14 @@ def hla_validate(
 ) -> None:
     """Check a typing against the active release: exit 0 if valid, 1 if not."""
     try:
-        reader = open_reader()
-        typing_ = reader.parse(typing_text)
+        checked = typings.validate(typing_text)
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
-    notices = [{"notice": n.message, "token": n.token, "position": n.position}
-               for n in typing_.notices]
     if json_out:
-        out.print_json(json.dumps({"valid": True, "typing": typing_.to_gl(),
-                                   "loci": list(typing_.loci), "release": typing_.release,
-                                   "notices": notices}))
+        print_json(checked.to_dict())
         return
-    out.print(f"valid ({typing_.release}): {typing_.to_gl()}", highlight=False)
-    for n in typing_.notices:
-        err.print(f"[yellow]note:[/] {n.message} (at position {n.position})", highlight=False)
+    out.print(f"valid ({checked.typing.release}): {checked.typing.to_gl()}", highlight=False)
+    _print_notices(checked.typing)
 
 
 @hla.command("reduce")
@@ -165,56 +151,14 @@ def hla_reduce(
 ) -> None:
     """Reduce a typing to G groups, P groups, 2-field ARD (lgx) or serology."""
     try:
-        reader = open_reader()
-        typing_ = reader.parse(typing_text)
-        reduced = Reducer(reader, Level(to.value)).reduce_typing(typing_)
+        reduction = typings.reduce(typing_text, to.value)
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps({
-            "typing": typing_.to_gl(), "level": to.value, "reduced": reduced,
-            "release": typing_.release,
-            "notices": [{"notice": n.message, "token": n.token, "position": n.position}
-                        for n in typing_.notices]}))
+        print_json(reduction.to_dict())
         return
-    sys.stdout.write(reduced + "\n")
-    for n in typing_.notices:
-        err.print(f"[yellow]note:[/] {n.message} (at position {n.position})", highlight=False)
-
-
-#: Real-world typings the demo reads: the forms labs and registries send.
-DEMO_TYPINGS: tuple[tuple[str, str], ...] = (
-    ("high resolution, 4 fields", "A*01:01:01:01+A*02:01:01:01^B*08:01:01:01+B*44:02:01:01"),
-    ("registry allele lists (WMDA study style)",
-     "A*01:01/A*01:02/A*01:03/A*01:16N+A*03:01/A*03:02^DRB1*03:01+DRB1*15:01"),
-    ("shorthand allele list", "A*01:06/07+A*24:02"),
-    ("XX code and first-field typing", "B*44:XX+B*08"),
-    ("G and P groups", "C*07:01:01G+C*07:02P"),
-    ("serology (broad and split)", "A9+A2^B12+B8^DR17+DR15"),
-    ("DR51/52/53 and DPB1", "DRB3*01:01+DRB4*01:01^DPB1*04:01+DPB1*02:01"),
-    ("renamed allele", "A*02:01:08+A*01:01"),
-    ("pre-2010 name", "B*0801+B*15101"),
-    ("null allele", "C*04:09N+C*07:01"),
-)
-DEMO_INVALID: tuple[str, ...] = ("A*01:999+A*02:01", "A*01:01+B*08:01", "A*01:AB", "A*01:04")
-
-#: An example patient and donors for the matching part of the demo: made-up typings built from
-#: real allele names, each donor showing one situation a coordinator meets.
-DEMO_PATIENT = ("A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
-                "^DQB1*02:01+DQB1*03:02^DPB1*04:01+DPB1*02:01")
-DEMO_DONORS: tuple[tuple[str, str], ...] = (
-    ("identical, permissive DPB1 mismatch",
-     "A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
-     "^DQB1*02:01+DQB1*03:02^DPB1*04:01+DPB1*01:01"),
-    ("homozygous at C (GvH-only mismatch)",
-     "A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*07:01^DRB1*03:01+DRB1*04:01"
-     "^DQB1*02:01+DQB1*03:02^DPB1*04:01+DPB1*03:01"),
-    ("allele-level mismatch at A (A*02:05, still A2)",
-     "A*01:01+A*02:05^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
-     "^DQB1*02:01+DQB1*03:02"),
-    ("registry typing: XX codes, C and DQB1 untyped",
-     "A*01:XX+A*02:XX^B*08:01+B*44:XX^DRB1*03:01/DRB1*03:02+DRB1*04:XX"),
-)
+    sys.stdout.write(reduction.reduced + "\n")
+    _print_notices(reduction.typing)
 
 
 @app.command("demo")
@@ -231,13 +175,9 @@ def demo(
     """End-to-end demo: load the release, read real-world typings, grade example matches,
     predict match probabilities, and search a synthetic registry for a C1q-deficient child."""
     try:
-        try:
-            info = releases.active_release()
-        except ReleaseError:
-            err.print("no IPD-IMGT/HLA release yet: downloading "
-                      f"{releases.DEFAULT_RELEASE} from the official repository")
-            info = releases.fetch_release(releases.DEFAULT_RELEASE)
-        reader = open_reader()
+        with progress_bar() as progress:
+            info = reference.active_or_fetch(notify, progress)
+        reader = reference.open_reader()
     except GraftmatchError as exc:
         raise fail(exc) from None
     index = reader.index
@@ -245,28 +185,33 @@ def demo(
     out.print(f"release from {info.source}: {len(index.names):,} alleles, "
               f"{len(index.g_names):,} G groups, {len(index.p_names):,} P groups",
               highlight=False)
-    reducers = {level: Reducer(reader, level) for level in Level}
-    for label, text in DEMO_TYPINGS:
-        typing_ = reader.parse(text)
-        out.print(f"\n[bold]{label}[/]\n  as sent   {text}")
-        for level in (Level.LGX, Level.P, Level.SEROLOGY):
-            out.print(f"  {level.value:<9} {_abbreviate(reducers[level].reduce_typing(typing_))}")
-        for notice in typing_.notices:
+    for shown in demos.demo_typings(reader):
+        out.print(f"\n[bold]{shown.label}[/]\n  as sent   {shown.text}")
+        for level, reduced in shown.reduced.items():
+            out.print(f"  {level.value:<9} {_abbreviate(reduced)}")
+        for notice in shown.typing.notices:
             out.print(f"  [yellow]note[/]      {notice.message}")
     out.print()
     out.print("[bold]typings graftmatch refuses, with the reason a lab can act on:[/]")
-    for text in DEMO_INVALID:
-        try:
-            reader.parse(text)
-        except TypingError as exc:
-            out.print(f"  {text}: {exc}", highlight=False)
+    for text, refusal in demos.demo_refusals(reader):
+        out.print(f"  {text}: {refusal}", highlight=False)
     _demo_matching(reader)
     try:
-        hf_used = _demo_prediction(reader, hf, population)
+        out.print()
+        out.rule("match prediction from haplotype frequencies")
+        predicted = demos.demo_prediction(reader, hf, population)
+        _print_demo_prediction(predicted)
         out.print()
         out.rule(f"donor search: a SYNTHETIC registry of {donors:,} donors and {cords:,} cord "
                  "units")
-        registry_commands.demo_search(reader, hf_used, population, donors, cords)
+        with progress_bar() as progress:
+            searched = demos.demo_search(reader, predicted.path, population, donors, cords,
+                                         progress=progress, notify=notify)
+        out.print(searched.index.message)
+        patient = searched.outcome.patient
+        out.print(f"patient: C1q deficiency, 6 years, 18 kg, male, CMV-negative, blood group "
+                  f"A; HLA {patient.typing}", highlight=False)
+        registry_commands.print_result(searched.outcome)
     except GraftmatchError as exc:
         raise fail(exc) from None
     out.print(f"\nIPD-IMGT/HLA data: CC BY-ND ({releases.LICENCE_URL}). Please cite:\n"
@@ -274,17 +219,14 @@ def demo(
 
 
 def _demo_matching(reader: TypingReader) -> None:
-    matcher = Matcher(reader.index)
-    patient = reader.parse(DEMO_PATIENT)
     out.print()
     out.rule("match grading (P group level, counted over A, B, C, DRB1, DQB1)")
-    out.print(f"example patient: {DEMO_PATIENT}")
+    out.print(f"example patient: {demos.DEMO_PATIENT}")
     table = Table()
     for column in ("example donor", "count", "category", "GvH", "HvG", "mismatches",
                    "DPB1 TCE"):
         table.add_column(column)
-    for label, text in DEMO_DONORS:
-        result = matcher.match(patient, reader.parse(text))
+    for label, result in demos.demo_matches(reader):
         where = [f"{r.locus} ({'antigen' if r.antigen_mismatches else 'allele'})"
                  for r in result.loci if r.counted and r.mismatches]
         if result.untyped_loci:
@@ -296,38 +238,18 @@ def _demo_matching(reader: TypingReader) -> None:
     out.print(table)
 
 
-def _demo_prediction(reader: TypingReader, hf: Path | None, population: str | None) -> Path:
-    """Predict match probabilities for the registry-typed demo donor; return the set used."""
-    from graftmatch.prediction.frequencies import read_frequency_set
-    from graftmatch.prediction.haplotypes import HaplotypeTable
-    from graftmatch.prediction.imputation import Imputer
-    from graftmatch.prediction.match_probability import MatchPredictor
-    from graftmatch.prediction.synthetic import write_synthetic_set
-
-    out.print()
-    out.rule("match prediction from haplotype frequencies")
-    if hf is None:
-        hf = releases.home_dir() / f"synthetic-demo-{reader.index.release}.json.gz"
-        if not hf.exists():
-            write_synthetic_set(hf, reader.index, ["A", "C", "B", "DRB1", "DQB1"], 20_000,
-                                seed=1)
-    freq_set = read_frequency_set(hf, reader)
-    chosen, steps = freq_set.choose(population)
+def _print_demo_prediction(shown: demos.DemoPrediction) -> None:
+    freq_set = shown.frequency_set
     label = "SYNTHETIC (generated; not real frequencies)" if freq_set.synthetic else \
         (freq_set.licence or "user-supplied")
-    out.print(f"frequency set: {hf.name}, population {chosen.name}, "
-              f"{len(chosen.haplotypes):,} haplotypes over {'~'.join(freq_set.loci)}; {label}",
+    out.print(f"frequency set: {shown.path.name}, population {shown.population}, "
+              f"{shown.haplotypes:,} haplotypes over {'~'.join(freq_set.loci)}; {label}",
               highlight=False)
-    for step in steps:
+    for step in shown.steps:
         out.print(f"  [yellow]note[/] {step}")
-    imputer = Imputer(HaplotypeTable.compile(chosen, reader), population_steps=steps)
-    predictor = MatchPredictor(Matcher(reader.index))
-    patient = imputer.impute(reader.parse(DEMO_PATIENT))
-    label_, donor_text = DEMO_DONORS[-1]
-    donor = imputer.impute(reader.parse(donor_text))
-    result = predictor.predict(patient, donor)
+    donor, result = shown.donor, shown.prediction
     total = 2 * len(result.loci)
-    out.print(f"donor ({label_}): {donor_text}")
+    out.print(f"donor ({shown.donor_label}): {shown.donor_text}")
     out.print(f"  imputation: status {donor.status}, {len(donor.genotypes):,} genotypes, "
               f"most likely {donor.genotypes.genotype(0)} "
               f"(p = {donor.genotypes.probabilities[0]:.3f})", highlight=False)
@@ -335,7 +257,6 @@ def _demo_prediction(reader: TypingReader, hf: Path | None, population: str | No
                                for k, p in enumerate(result.p_mismatches[:3])))
     out.print("  per locus P(match): " + ", ".join(f"{lp.locus} {lp.p[0]:.3f}"
                                                    for lp in result.per_locus))
-    return hf
 
 
 def _abbreviate(gl: str, keep: int = 4) -> str:

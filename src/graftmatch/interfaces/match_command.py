@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from graftmatch.errors import GraftmatchError, TypingError
-from graftmatch.interfaces.common import fail, open_reader, out
-from graftmatch.matching.grader import Matcher
-from graftmatch.matching.policy import MatchPolicy, default_policy, load_policy
+from graftmatch.errors import GraftmatchError
+from graftmatch.interfaces.common import err, fail, out, parse_loci, print_json, progress_bar
 from graftmatch.matching.result import MatchResult
-from graftmatch.typing.model import Typing
-from graftmatch.typing.parser import TypingReader
+from graftmatch.services import matching
+
+if TYPE_CHECKING:
+    from graftmatch.services.batch import BatchReport
 
 
 class MatchLevel(StrEnum):
@@ -28,20 +28,6 @@ class MatchLevel(StrEnum):
 class OutFormat(StrEnum):
     csv = "csv"
     jsonl = "jsonl"
-
-
-def parse_loci(text: str | None, option: str = "--loci") -> list[str] | None:
-    if text is None:
-        return None
-    loci = [part.strip().upper() for part in text.split(",") if part.strip()]
-    if not loci:
-        raise GraftmatchError(f"{option} {text!r} names no locus")
-    return loci
-
-
-def _policy(path: Path | None, level: MatchLevel | None) -> MatchPolicy:
-    policy = load_policy(path) if path else default_policy()
-    return dataclasses.replace(policy, level=level.value) if level else policy
 
 
 def match(
@@ -87,38 +73,34 @@ def match(
         if single and (pairs or output or summary or no_pairs or fmt):
             raise GraftmatchError("--pairs, --out, --format, --summary and --no-pairs are for "
                                   "batch mode")
-        matcher_policy = _policy(policy, level)
         chosen = parse_loci(loci)
-        reader = open_reader()
-        matcher = Matcher(reader.index, matcher_policy)
+        level_name = level.value if level else None
         if single:
             assert patient is not None and donor is not None
-            result = matcher.match(_parse(reader, patient, "patient"),
-                                   _parse(reader, donor, "donor"), chosen)
+            result = matching.grade_pair(patient, donor, chosen, level=level_name,
+                                         policy=policy)
         else:
             assert patients is not None and donors is not None
             # Imported here: numba's compiled loop and polars are for batch mode only, and
             # would slow the start of every other command.
-            from graftmatch.interfaces.match_batch import run_batch
+            from graftmatch.services.batch import grade_files
 
             summary_loci = [parse_loci(text, "--summary") or [] for text in summary or []]
-            run_batch(reader, matcher, chosen, patients, donors, pairs, output,
-                      fmt.value if fmt else None, summary_loci, no_pairs)
+            with progress_bar() as progress:
+                report = grade_files(
+                    patients, donors, chosen, level=level_name, policy=policy, pairs=pairs,
+                    output=None if no_pairs else output,
+                    stream=None if no_pairs or output else sys.stdout.buffer,
+                    fmt=fmt.value if fmt else None, summaries=summary_loci,
+                    progress=progress)
+            _print_batch(report, out if output or no_pairs else err)
             return
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps(result.to_dict()))
+        print_json(result.to_dict())
     else:
         _print_result(result)
-
-
-def _parse(reader: TypingReader, text: str, role: str) -> Typing:
-    try:
-        return reader.parse(text)
-    except TypingError as exc:
-        raise TypingError(f"{role} typing: {exc.reason}", text=exc.text, token=exc.token,
-                          position=exc.position) from None
 
 
 def _print_result(result: MatchResult) -> None:
@@ -152,3 +134,19 @@ def _print_result(result: MatchResult) -> None:
     if result.untyped_loci:
         line += " (untyped loci are counted as neither match nor mismatch)"
     out.print(line)
+
+
+def _print_batch(report: BatchReport, console: Console) -> None:
+    console.print(f"graded {report.graded:,} pairs ({report.patients:,} patients, "
+                  f"{report.donors:,} donors) over {', '.join(report.loci)} at {report.level} "
+                  "group level")
+    for s in report.summaries:
+        table = Table(title=f"total mismatches over {', '.join(s.loci)}")
+        for column in ("mismatches", "pairs", "certain", "potential"):
+            table.add_column(column, justify="right")
+        for row in s.rows():
+            table.add_row(*(f"{row[k]:,}" for k in ("mismatches", "pairs", "certain",
+                                                    "potential")))
+        console.print(table)
+        if s.untyped:
+            console.print(f"  {s.untyped:,} pairs left out: a locus untyped on one side")

@@ -13,10 +13,12 @@ from rich.table import Table
 
 from graftmatch.database import Database, DatabaseError, parse_url, shown, upgrade
 from graftmatch.errors import GraftmatchError
-from graftmatch.interfaces.common import EXIT_INVALID, EXIT_SETUP, err, json_text, open_reader, out
+from graftmatch.interfaces.common import EXIT_INVALID, EXIT_SETUP, err, out
 from graftmatch.nesting import TooDeep, json_loads
 from graftmatch.pathway.patients import Patient, PatientError
 from graftmatch.services import patients as service
+from graftmatch.services.common import json_text
+from graftmatch.services.reference import open_reader
 
 db_app = typer.Typer(help="The graftmatch database (patients): create and migrate it.",
                      no_args_is_help=True)

@@ -3,25 +3,19 @@ haplotype frequencies."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from graftmatch.errors import GraftmatchError
-from graftmatch.interfaces.common import err, fail, open_reader, out
-from graftmatch.interfaces.match_command import parse_loci
-from graftmatch.matching.grader import Matcher
-from graftmatch.prediction.frequencies import FrequencySet, read_frequency_set
-from graftmatch.prediction.haplotypes import HaplotypeTable
-from graftmatch.prediction.imputation import Imputation, Imputer, confidence
-from graftmatch.prediction.match_probability import MatchPrediction, MatchPredictor
-from graftmatch.prediction.settings import ImputationSettings, default_settings, load_settings
-from graftmatch.prediction.synthetic import write_synthetic_set
-from graftmatch.typing.parser import TypingReader
+from graftmatch.interfaces.common import err, fail, out, parse_loci, print_json
+from graftmatch.prediction.imputation import Imputation, confidence
+from graftmatch.prediction.match_probability import MatchPrediction
+from graftmatch.services import prediction
+from graftmatch.services.common import no_notice
 
 hf_app = typer.Typer(help="Haplotype frequency sets: check one, or write a synthetic one.",
                      no_args_is_help=True)
@@ -36,23 +30,9 @@ PopulationHelp = ("Population in the set (e.g. CAU); a mix as CAU:0.7,AFA:0.3. M
                   "reported")
 
 
-def _open(hf: Path, settings: Path | None, json_out: bool
-          ) -> tuple[TypingReader, ImputationSettings, FrequencySet]:
-    """The reader, the settings and the checked frequency set (its notices on stderr)."""
-    reader = open_reader()
-    chosen = load_settings(settings) if settings else default_settings()
-    freq_set = read_frequency_set(hf, reader)
-    if not json_out:
-        for notice in freq_set.notices:
-            err.print(f"[yellow]note:[/] {escape(notice)}", markup=True, highlight=False)
-    return reader, chosen, freq_set
-
-
-def _imputer(hf: FrequencySet, spec: str | None, reader: TypingReader,
-             settings: ImputationSettings) -> Imputer:
-    population, steps = hf.choose(spec)
-    return Imputer(HaplotypeTable.compile(population, reader), settings,
-                   population_steps=steps)
+def _note(notice: str) -> None:
+    """A frequency set's notice, on stderr."""
+    err.print(f"[yellow]note:[/] {escape(notice)}", markup=True, highlight=False)
 
 
 def impute(
@@ -67,15 +47,15 @@ def impute(
     (untyped loci imputed; status ok, population-substituted, fallback or unrepresented, with
     the reason)."""
     try:
-        reader, chosen, freq_set = _open(hf, settings, json_out)
-        result = _imputer(freq_set, population, reader, chosen).impute(reader.parse(typing_text))
+        outcome = prediction.impute(typing_text, hf, population, settings,
+                                     notify=no_notice if json_out else _note)
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     limit = top or None
     if json_out:
-        out.print_json(json.dumps(result.to_dict(limit)))
+        print_json(outcome.to_dict(limit))
         return
-    _print_imputation("subject", result, limit)
+    _print_imputation("subject", outcome.imputation, limit)
 
 
 def _print_imputation(label: str, result: Imputation, limit: int | None) -> None:
@@ -120,27 +100,16 @@ def predict(
     """Match probabilities for a patient and a donor: P(0..4 mismatches), per locus P(0/1/2),
     and the DPB1 permissive-TCE probability when the set has DPB1."""
     try:
-        reader, chosen, freq_set = _open(hf, settings, json_out)
-        p_imputer = _imputer(freq_set, patient_population, reader, chosen)
-        d_imputer = p_imputer if donor_population == patient_population else \
-            _imputer(freq_set, donor_population, reader, chosen)
-        predictor = MatchPredictor(Matcher(reader.index), chosen)
-        result = predictor.predict(p_imputer.impute(reader.parse(patient)),
-                                   d_imputer.impute(reader.parse(donor)), parse_loci(loci))
+        outcome = prediction.predict(patient, donor, hf, patient_population=patient_population,
+                                     donor_population=donor_population,
+                                     loci=parse_loci(loci), settings=settings,
+                                     notify=no_notice if json_out else _note)
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
     if json_out:
-        out.print_json(json.dumps(prediction_dict(result, top or None)))
+        print_json(outcome.to_dict(top or None))
         return
-    _print_prediction(result, top or None)
-
-
-def prediction_dict(result: MatchPrediction, limit: int | None) -> dict[str, Any]:
-    """The JSON form: ``p_mismatches`` keys "0".."4" (up to 2 per locus), ``loci``."""
-    doc = result.to_dict(limit)
-    doc["loci"] = doc.pop("loci_probabilities")
-    doc["counted_loci"] = list(result.loci)
-    return doc
+    _print_prediction(outcome.prediction, top or None)
 
 
 def _print_prediction(result: MatchPrediction, limit: int | None) -> None:
@@ -179,18 +148,11 @@ def hf_info(
 ) -> None:
     """Read and check a frequency set: populations, loci, resolution, sums, notices."""
     try:
-        hf = read_frequency_set(path, open_reader())
+        hf = prediction.frequency_set_info(path)
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
-    doc = {
-        "source": hf.source, "loci": list(hf.loci), "resolution": hf.resolution,
-        "release": hf.release, "licence": hf.licence, "synthetic": hf.synthetic,
-        "fallback": hf.fallback, "notices": list(hf.notices),
-        "populations": {name: {"haplotypes": len(p.haplotypes), "sum": p.total}
-                        for name, p in hf.populations.items()},
-    }
     if json_out:
-        out.print_json(json.dumps(doc))
+        print_json(prediction.frequency_set_dict(hf))
         return
     out.print(f"{path}: {'~'.join(hf.loci)}, {hf.resolution}, release {hf.release}"
               f"{', SYNTHETIC' if hf.synthetic else ''}; source {hf.source}"
@@ -212,10 +174,8 @@ def hf_synthetic(
     """Write a SYNTHETIC frequency set over real allele names for scale tests (labelled
     synthetic; not real frequencies of any population)."""
     try:
-        reader = open_reader()
-        loci_list = parse_loci(loci) or []
-        Matcher(reader.index).check_loci(loci_list)
-        meta = write_synthetic_set(path, reader.index, loci_list, haplotypes, seed=seed)
+        meta = prediction.write_synthetic_frequencies(path, parse_loci(loci) or [], haplotypes,
+                                                      seed)
     except GraftmatchError as exc:
         raise fail(exc) from None
     out.print(f"wrote {path}: {meta['haplotypes']:,} SYNTHETIC haplotypes over "

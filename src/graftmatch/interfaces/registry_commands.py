@@ -2,88 +2,34 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy.exc import DBAPIError
 
 from graftmatch.errors import GraftmatchError
-from graftmatch.interfaces.common import err, fail, json_text, open_reader, out
-from graftmatch.interfaces.match_command import parse_loci
-from graftmatch.prediction.frequencies import read_frequency_set
-from graftmatch.prediction.haplotypes import HaplotypeTable
+from graftmatch.interfaces.common import (
+    fail,
+    notify,
+    out,
+    parse_loci,
+    parse_names,
+    parse_per_locus,
+    print_json,
+    progress_bar,
+)
 from graftmatch.prediction.imputation import confidence
-from graftmatch.prediction.settings import default_settings
-from graftmatch.registry.index import (
-    IMPUTATION_STATUS,
-    LAYOUT,
-    IndexDamaged,
-    build_index,
-    verified_index,
-)
-from graftmatch.registry.limits import load_limits
-from graftmatch.registry.store import (
-    ImportReport,
-    Registry,
-    RegistryError,
-    database_error,
-    sha256_of,
-)
-from graftmatch.search.engine import Candidate, Criteria, Patient, Searcher, SearchResult
-from graftmatch.search.ranking import Ranking, default_ranking, load_ranking
-from graftmatch.typing.parser import TypingReader
+from graftmatch.registry.store import ImportReport
+from graftmatch.search.engine import Candidate, Criteria, Patient
+from graftmatch.services import registries
+from graftmatch.services import search as searches
 
 registry_app = typer.Typer(help="Donor registries: import records, build the search index, "
                            "summarise, generate a synthetic registry.", no_args_is_help=True)
 
 RegistryOption = Annotated[Path, typer.Option("--registry", help="Registry folder")]
-
-
-def _table(registry: Registry, reader: TypingReader, population: str | None = None
-           ) -> tuple[HaplotypeTable, tuple[str, ...]]:
-    """The registry's frequency set compiled for ``population`` (default: the registry's
-    own), with the fallback steps taken to choose it."""
-    meta = registry.meta()
-    path = Path(meta["frequency_set"])
-    chosen, steps = read_frequency_set(path, reader).choose(
-        population or meta["population"] or None)
-    return HaplotypeTable.compile(chosen, reader), steps
-
-
-def refresh_index(registry: Registry, reader: TypingReader, *, force: bool = False) -> str:
-    """Rebuild the index when records, release, frequency set or index layout changed, or
-    an index file is damaged; say what was done."""
-    meta = registry.meta()
-    current = {"release": reader.index.release,
-               "frequency_set_sha256": sha256_of(Path(meta["frequency_set"])),
-               "index_layout": str(LAYOUT)}
-    changed = [k for k, v in current.items() if meta.get(k) != v]
-    damage = ""
-    if not (force or registry.stale or changed):
-        try:
-            verified_index(registry).close()
-            return "search index is up to date"
-        except RegistryError as exc:  # damaged, or of another layout than recorded
-            damage = "search index {}; ".format(
-                f"damaged ({exc.detail})" if isinstance(exc, IndexDamaged) else
-                "built by another graftmatch version")
-    if changed and not registry.stale and "index_folder" in meta:
-        registry.set_meta(index_version="-1")
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("imputing and indexing typings", total=None)
-        info = build_index(registry, reader, _table(registry, reader)[0], default_settings(),
-                           lambda done, total: bar.update(task, completed=done, total=total),
-                           waiting=lambda: err.print(
-                               "waiting for another process building the search index of "
-                               f"{registry.path} to finish", highlight=False),
-                           recorded=current)
-    return (f"{damage}search index built: {info.records:,} records, {info.typings:,} "
-            f"distinct typings, {info.genotypes:,} distinct genotypes in {info.seconds:.1f} s")
 
 
 @registry_app.command("import")
@@ -104,42 +50,36 @@ def registry_import(
     """Import donors and cord units (new, updated and deleted records) in one transaction, in
     file order, then rebuild the search index. Bad records are listed in an error report."""
     try:
-        reader = open_reader()
-        bounds = load_limits(limits) if limits else None
-        if not (registry / "registry.sqlite").exists():
-            if hf is None:
-                raise RegistryError(f"{registry} is new: give --hf (and --population) for "
-                                    "its imputation")
-            Registry.create(registry, release=reader.index.release,
-                            frequency_set=str(hf.resolve()), population=population or "")
-        reg = Registry(registry)
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task(f"importing {source.name}", total=None)
-            report = reg.import_file(source, reader, lambda n: bar.advance(task, n),
-                                     again=again, limits=bounds)
-        if report.already_imported:
-            out.print(_already_imported(source, report), highlight=False)
-        else:
-            out.print(f"{source}: {_count(report.accepted, 'record')} loaded, "
-                      f"{report.deleted:,} deleted, {report.rejected:,} rejected", highlight=False)
-            if report.duplicates:
-                out.print(f"  {_count(report.duplicates, 'record')} repeated an id of an "
-                          "earlier line (the later line is stored)", highlight=False)
-            if report.not_deleted:
-                out.print(f"  {_count(report.not_deleted, 'deletion')} named no stored record "
-                          "(nothing deleted)", highlight=False)
-            for line in report.first_errors:
-                out.print(f"  [red]rejected[/] {escape(line)}", highlight=False)
-            for line in report.first_notices:
-                out.print(f"  [yellow]notice[/] {escape(line)}", highlight=False)
-            if report.error_report:
-                out.print(f"  every rejected record and notice: {report.error_report}",
-                          highlight=False)
-        out.print(refresh_index(reg, reader))
+        with progress_bar() as progress:
+            imported = registries.import_records(registry, source, hf=hf,
+                                                 population=population, again=again,
+                                                 limits=limits, progress=progress,
+                                                 notify=notify)
     except GraftmatchError as exc:
         raise fail(exc) from None
-    except DBAPIError as exc:
-        raise fail(database_error(registry, exc)) from None
+    report = imported.report
+    if report.already_imported:
+        out.print(_already_imported(source, report), highlight=False)
+    else:
+        out.print(f"{source}: {_count(report.accepted, 'record')} loaded, "
+                  f"{report.deleted:,} deleted, {report.rejected:,} rejected", highlight=False)
+        if report.duplicates:
+            out.print(f"  {_count(report.duplicates, 'record')} repeated an id of an "
+                      "earlier line (the later line is stored)", highlight=False)
+        if report.not_deleted:
+            out.print(f"  {_count(report.not_deleted, 'deletion')} named no stored record "
+                      "(nothing deleted)", highlight=False)
+        for line in report.first_errors:
+            out.print(f"  [red]rejected[/] {escape(line)}", highlight=False)
+        for line in report.first_notices:
+            out.print(f"  [yellow]notice[/] {escape(line)}", highlight=False)
+        if report.error_report:
+            out.print(f"  every rejected record and notice: {report.error_report}",
+                      highlight=False)
+    if imported.index is None:
+        assert imported.index_error is not None
+        raise fail(imported.index_error)
+    out.print(imported.index.message)
 
 
 def _count(n: int, noun: str) -> str:
@@ -165,11 +105,12 @@ def registry_refresh(
 ) -> None:
     """Rebuild the search index when records, the IMGT release or the frequency set changed."""
     try:
-        out.print(refresh_index(Registry(registry), open_reader(), force=force))
+        with progress_bar() as progress:
+            refreshed = registries.refresh(registry, force=force, progress=progress,
+                                           notify=notify)
     except GraftmatchError as exc:
         raise fail(exc) from None
-    except DBAPIError as exc:
-        raise fail(database_error(registry, exc)) from None
+    out.print(refreshed.message)
 
 
 @registry_app.command("stats")
@@ -179,38 +120,11 @@ def registry_stats(
 ) -> None:
     """Summarise a registry: records by kind and source, index state and size."""
     try:
-        reg = Registry(registry, readonly=True)
-        meta = reg.meta()
-        doc: dict[str, Any] = {"records": reg.count(), "sources": reg.sources(),
-                               "release": meta.get("release"),
-                               "frequency_set": meta.get("frequency_set"),
-                               "population": meta.get("population"),
-                               "data_version": meta.get("data_version"),
-                               "index_current": False}
-        index = None
-        if not reg.stale:
-            try:
-                index = verified_index(reg)
-            except RegistryError as exc:  # damaged, or of another layout
-                doc["index_error"] = str(exc)
-        if index is not None:
-            doc["index_current"] = True
-            doc["index"] = {"folder": index.folder.name, "bytes": index.size_bytes,
-                            "typings": len(index.tce),
-                            "genotypes": len(index.genotypes),
-                            # Typings by status; a population is substituted per record.
-                            "imputation": {s: int((index.imputation == i).sum())
-                                           for i, s in enumerate(IMPUTATION_STATUS)
-                                           if s != "population-substituted"},
-                            "population_substituted_records": int(
-                                (index.population_substituted > 0).sum())}
-            index.close()
+        doc = registries.registry_stats(registry)
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
-    except DBAPIError as exc:
-        raise fail(database_error(registry, exc), json_out) from None
     if json_out:
-        out.print_json(json_text(doc))
+        print_json(doc)
         return
     for key, value in doc.items():
         out.print(f"{key}: {value}", highlight=False)
@@ -253,94 +167,25 @@ def search(
                             kinds=parse_names(kinds, "--kinds"),
                             sources=parse_names(registries, "--registries")
                             if registries is not None else None)
-        reader = open_reader()
-        reg = Registry(registry, readonly=True)
-        table, steps = _table(reg, reader, population)
-        rules = load_ranking(ranking) if ranking else default_ranking()
-        searcher = Searcher(reg, reader, table, rules, population_steps=steps)
-        request = Patient(patient, weight, cmv, abo, sex, age)
-        result = searcher.search(request, criteria)
-        shown = result.donors[:limit] + result.cords[:limit]
-        searcher.attach_records(shown + [u for pair in result.double_cords for u in pair])
+        outcome = searches.search(registry, Patient(patient, weight, cmv, abo, sex, age),
+                                  criteria, population=population, ranking=ranking,
+                                  limit=limit)
     except GraftmatchError as exc:
         raise fail(exc, json_out) from None
-    except DBAPIError as exc:
-        raise fail(database_error(registry, exc), json_out) from None
     if json_out:
-        try:
-            text = json_text({"patient": dataclasses.asdict(request),
-                              "ranking": {"source": rules.source,
-                                          "donor_order": list(rules.donor_order),
-                                          "donor_evidence": rules.donor_evidence,
-                                          "cord_order": list(rules.cord_order),
-                                          "cord_evidence": rules.cord_evidence},
-                              **result_dict(result, limit)})
-        except GraftmatchError as exc:
-            raise fail(exc, json_out) from None
-        out.print_json(text)
+        print_json(outcome.to_dict())
         return
-    print_result(result, criteria, limit, rules)
-
-
-def parse_names(text: str, option: str) -> tuple[str, ...]:
-    """``REG1, REG2`` -> ("REG1", "REG2"); an empty entry (``,``) is refused, not read as "no
-    names", which would find nothing."""
-    names = tuple(name.strip() for name in text.split(","))
-    if not all(names):
-        raise GraftmatchError(f"{option} {text!r}: an empty name; give names separated by "
-                              "commas")
-    return names
-
-
-def parse_per_locus(text: str | None) -> dict[str, int]:
-    """``DRB1=0,A=1`` -> {"DRB1": 0, "A": 1}; a malformed entry is refused by name."""
-    limits: dict[str, int] = {}
-    for n, entry in enumerate((e.strip() for e in (text or "").split(",")), 1):
-        if not entry:
-            continue
-        locus, sep, value = entry.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise GraftmatchError(f"--per-locus entry {n} {entry!r}: expected LOCUS=N, e.g. "
-                                  "DRB1=0")
-        limits[locus.strip().upper().removeprefix("HLA-")] = int(value)
-    return limits
-
-
-def _candidate_dict(c: Candidate) -> dict[str, Any]:
-    rec = c.record
-    match = c.match.to_dict() if c.match is not None else {}
-    return {"rank": c.rank, "kind": c.kind, "id": rec.get("ext_id"),
-            "source": rec.get("source"), "hla": rec.get("gl"), "mismatches": c.mismatches,
-            "match_count": match.get("match_count"), "match": match.get("label"),
-            "typed_loci": match.get("typed_loci"), "untyped_loci": match.get("untyped_loci"),
-            "match_confidence": match.get("confidence"), "category": match.get("category"),
-            "core_mismatches": c.core_mismatches, "p_core_match": c.p_core_match,
-            "loci": c.loci, "p_mismatches": {str(k): p for k, p in enumerate(c.p_mismatches)},
-            "p_locus": c.p_locus, "p_permissive_dpb1": c.p_permissive_dpb1, "tce": c.tce,
-            "imputation": c.imputation, "imputation_confidence": confidence(c.imputation),
-            "truncated_mass": c.truncated_mass, "age": c.age,
-            "sex": rec.get("sex"), "abo": rec.get("abo"), "rh": rec.get("rh"),
-            "cmv": rec.get("cmv"), "tnc_per_kg": c.tnc_per_kg, "cd34_per_kg": c.cd34_per_kg,
-            "dose_group": c.dose_group, "reasons": c.reasons}
-
-
-def result_dict(result: SearchResult, limit: int) -> dict[str, Any]:
-    return {"counts": result.counts, "seconds": result.seconds,
-            "patient_imputation": result.patient.to_dict(5),
-            "donors": [_candidate_dict(c) for c in result.donors[:limit]],
-            "cords": [_candidate_dict(c) for c in result.cords[:limit]],
-            "double_cords": [[a.record.get("ext_id") or a.row, b.record.get("ext_id") or b.row]
-                             for a, b in result.double_cords]}
+    print_result(outcome)
 
 
 def _match_cell(c: Candidate, n: int) -> str:
     return c.match.label() if c.match is not None else f"{n - c.mismatches}/{n} by typing"
 
 
-def print_result(result: SearchResult, criteria: Criteria, limit: int,
-                 ranking: Ranking | None = None) -> None:
+def print_result(outcome: searches.SearchOutcome) -> None:
+    result, criteria, limit, r = (outcome.result, outcome.criteria, outcome.limit,
+                                  outcome.ranking)
     n = 2 * len(criteria.loci)
-    r = ranking or default_ranking()
     core = [locus for locus in r.core_loci if locus in criteria.loci]
     out.print(f"searched {result.counts['records']:,} records ({result.counts['typings']:,} "
               f"distinct typings) in {result.seconds['total']:.2f} s: "
@@ -416,52 +261,9 @@ def registry_generate(
 ) -> None:
     """Write a SYNTHETIC registry (labelled so: registries named SYNTHETIC-*, and a .meta.json
     beside it) drawn from a frequency set, with a realistic mix of typing resolutions."""
-    from graftmatch.registry.synthetic import generate_registry
-
     try:
-        reader = open_reader()
-        chosen, _ = read_frequency_set(hf, reader).choose(population)
-        meta = generate_registry(out_path, reader, HaplotypeTable.compile(chosen, reader),
-                                 donors, cords, seed)
+        meta = registries.generate(out_path, hf, population, donors, cords, seed)
     except GraftmatchError as exc:
         raise fail(exc) from None
     out.print(f"wrote {out_path}: {meta['donors']:,} SYNTHETIC donors and {meta['cords']:,} "
               f"cord units drawn from {meta['frequency_set']} (seed {seed})", highlight=False)
-
-
-#: The demo's patient: a made-up C1q-deficient child (typing built from real allele names).
-DEMO_C1Q_PATIENT = Patient(
-    typing="A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01"
-           "^DQB1*02:01+DQB1*03:01",
-    weight_kg=18.0, cmv="negative", abo="A", sex="M", age=6)
-
-
-def demo_search(reader: TypingReader, hf: Path, population: str | None,
-                donors: int = 100_000, cords: int = 5_000) -> None:
-    """Build (once, in the cache) a synthetic registry of ``donors`` donors and ``cords`` cord
-    units drawn from ``hf``, and search it for the demo patient."""
-    from graftmatch.nomenclature.release import home_dir
-    from graftmatch.registry.synthetic import generate_registry
-
-    folder = home_dir() / f"demo-registry-{reader.index.release}-{hf.stem}-{donors}-{cords}"
-    source = folder.parent / f"{folder.name}.csv.gz"
-    if not (folder / "registry.sqlite").exists():
-        chosen, _ = read_frequency_set(hf, reader).choose(population)
-        generate_registry(source, reader, HaplotypeTable.compile(chosen, reader), donors,
-                          cords, seed=1)
-        Registry.create(folder, release=reader.index.release, frequency_set=str(hf.resolve()),
-                        population=population or "")
-    reg = Registry(folder)
-    if reg.meta()["data_version"] == "0":
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("loading the demo registry", total=donors + cords)
-            reg.import_file(source, reader, lambda n: bar.advance(task, n))
-    out.print(refresh_index(reg, reader))
-    searcher = Searcher(reg, reader, _table(reg, reader)[0])
-    criteria = Criteria()
-    result = searcher.search(DEMO_C1Q_PATIENT, criteria)
-    searcher.attach_records(result.donors[:10] + result.cords[:10]
-                            + [u for pair in result.double_cords for u in pair])
-    out.print(f"patient: C1q deficiency, 6 years, 18 kg, male, CMV-negative, blood group A; "
-              f"HLA {DEMO_C1Q_PATIENT.typing}", highlight=False)
-    print_result(result, criteria, 10)

@@ -1,36 +1,52 @@
-"""Batch mode of ``graftmatch match``: files of typings in, CSV or JSON Lines out, block by
-block so memory stays bounded whatever the file sizes."""
+"""Batch match grading: files of typings in, CSV or JSON Lines out, block by block so memory
+stays bounded whatever the file sizes. Its own module: numba's compiled loop and polars are
+for batch mode only, and would slow the start of everything else."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import polars as pl
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-from rich.table import Table
 
 from graftmatch.atomic import atomic_file
 from graftmatch.errors import GraftmatchError
-from graftmatch.interfaces.common import err, out
 from graftmatch.matching.batch import BatchMatcher, Cohort, MismatchSummary
 from graftmatch.matching.export import block_frame, write_block
-from graftmatch.matching.grader import Matcher
+from graftmatch.services.common import Progress, no_progress
+from graftmatch.services.matching import open_matcher
 from graftmatch.typing.files import TypingFileError, read_pairs, read_typings
 from graftmatch.typing.parser import TypingReader
 
 #: Pairs graded and written per block: bounds memory whatever the file sizes.
 BLOCK_PAIRS = 1_000_000
+FORMATS = ("csv", "jsonl")
 
 
-def _read_cohort(path: Path, reader: TypingReader, batch: BatchMatcher, role: str) -> Cohort:
-    with err.status(f"reading {role} typings from {path}"):
-        rows = list(read_typings(path, reader))
-    return batch.encode(rows)
+@dataclass(frozen=True)
+class BatchReport:
+    graded: int
+    patients: int
+    donors: int
+    loci: tuple[str, ...]
+    level: str
+    summaries: tuple[MismatchSummary, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"graded": self.graded, "patients": self.patients, "donors": self.donors,
+                "loci": list(self.loci), "level": self.level,
+                "summaries": [{"loci": list(s.loci), "rows": s.rows(), "untyped": s.untyped}
+                              for s in self.summaries]}
+
+
+def _read_cohort(path: Path, reader: TypingReader, batch: BatchMatcher, role: str,
+                 progress: Progress) -> Cohort:
+    progress(f"reading {role} typings from {path}", 0, None)
+    return batch.encode(list(read_typings(path, reader)))
 
 
 def _pair_blocks(patients: Cohort, donors: Cohort, pairs: Path | None
@@ -60,15 +76,24 @@ def _pair_blocks(patients: Cohort, donors: Cohort, pairs: Path | None
         yield np.array(p_rows, dtype=np.int64), np.array(d_rows, dtype=np.int64)
 
 
-def run_batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None,
-              patients_path: Path, donors_path: Path, pairs: Path | None, output: Path | None,
-              fmt: str | None, summaries: list[list[str]], no_pairs: bool) -> None:
-    """Grade every pair of two typing files (or the pairs a file lists), write the rows and
-    print the summaries asked for."""
+def grade_files(patients_path: Path, donors_path: Path, loci: Sequence[str] | None = None, *,
+                level: str | None = None, policy: Path | None = None, pairs: Path | None = None,
+                output: Path | None = None, stream: IO[bytes] | None = None,
+                fmt: str | None = None, summaries: Sequence[Sequence[str]] = (),
+                reader: TypingReader | None = None,
+                progress: Progress = no_progress) -> BatchReport:
+    """Grade every pair of two typing files (or the pairs ``pairs`` lists) at ``level`` under
+    ``policy`` (see :func:`graftmatch.services.matching.open_matcher`) and write the rows to
+    ``output`` (through a temporary file renamed on success), else to ``stream``, else
+    nowhere; accumulate the mismatch distributions over each of ``summaries``' loci sets.
+    ``fmt`` is csv or jsonl (default: from ``output``'s suffix, else csv)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise GraftmatchError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    reader, matcher = open_matcher(policy, level, reader)
     batch = BatchMatcher(matcher, loci)
     summary_sets = [MismatchSummary(summary_loci, batch.loci) for summary_loci in summaries]
-    patients = _read_cohort(patients_path, reader, batch, "patient")
-    donors = _read_cohort(donors_path, reader, batch, "donor")
+    patients = _read_cohort(patients_path, reader, batch, "patient", progress)
+    donors = _read_cohort(donors_path, reader, batch, "donor", progress)
     prepared = batch.tables(patients, donors)
     fmt_name = fmt or ("jsonl" if output and output.suffix in (".jsonl", ".ndjson") else "csv")
     total = len(patients) * len(donors) if pairs is None else None
@@ -76,16 +101,10 @@ def run_batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None,
     graded = 0
     try:
         with ExitStack() as stack:
-            sink: IO[bytes] | None = None
-            if not no_pairs:
-                # Through a temporary file renamed on success: an interrupted batch never leaves
-                # a half-written result that looks complete (a device is written directly).
-                sink = (stack.enter_context(atomic_file(output, "wb")) if output
-                        else sys.stdout.buffer)
-            progress = stack.enter_context(Progress(
-                "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=err, transient=True))
-            task = progress.add_task("grading pairs", total=total)
+            # An interrupted batch never leaves a half-written result that looks complete (a
+            # device is written directly).
+            sink = stack.enter_context(atomic_file(output, "wb")) if output else stream
+            progress("grading pairs", 0, total)
             for p_rows, d_rows in _pair_blocks(patients, donors, pairs):
                 block = batch.grade(patients, donors, p_rows, d_rows, prepared)
                 for s in summary_sets:
@@ -94,21 +113,9 @@ def run_batch(reader: TypingReader, matcher: Matcher, loci: list[str] | None,
                     frame = block_frame(block, p_ids, d_ids, batch.loci, fmt_name == "jsonl")
                     write_block(frame, sink, fmt_name, header=graded == 0)
                 graded += len(p_rows)
-                progress.update(task, advance=len(p_rows))
+                progress("grading pairs", graded, total)
     except OSError as exc:  # a full disk, a folder without write permission
         raise GraftmatchError(f"cannot write {output or 'standard output'}: {exc}"
                               ) from exc
-    report = out if output or no_pairs else err
-    report.print(f"graded {graded:,} pairs ({len(patients):,} patients, {len(donors):,} donors) "
-                 f"over {', '.join(batch.loci)} at {matcher.policy.level} group level")
-    for s in summary_sets:
-        table = Table(title=f"total mismatches over {', '.join(s.loci)}")
-        for column in ("mismatches", "pairs", "certain", "potential"):
-            table.add_column(column, justify="right")
-        for row in s.rows():
-            table.add_row(*(f"{row[k]:,}" for k in ("mismatches", "pairs", "certain",
-                                                    "potential")))
-        report.print(table)
-        if s.untyped:
-            report.print(f"  {s.untyped:,} pairs left out: a locus untyped on one side")
-
+    return BatchReport(graded, len(patients), len(donors), tuple(batch.loci),
+                       matcher.policy.level, tuple(summary_sets))
