@@ -10,7 +10,7 @@ ifneq ($(SHARED_IMGT),)
 export GRAFTMATCH_IMGT_DIR ?= $(SHARED_IMGT)
 endif
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-postgres lint bench clean
 .PHONY: grim-env
 
 $(BIN)/activate:
@@ -36,8 +36,13 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+# Without GRAFTMATCH_TEST_POSTGRES_URL the PostgreSQL variants of the store tests are skipped;
+# test-postgres runs the whole suite with a throwaway PostgreSQL server (as .ci/run does).
 test: lint
 	$(BIN)/pytest -n 2
+
+test-postgres:
+	bash .ci/with-postgres $(MAKE) test
 
 bench: $(VENV)/.dev grim-env
 	$(BIN)/python benchmarks/bench_reduce.py

@@ -65,10 +65,9 @@ def _problems(data, reader, model=PatientInput):
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'gm.sqlite'}"
-    upgrade(url)
-    database = Database(url)
+def db(database_url):
+    upgrade(database_url)
+    database = Database(database_url)
     service.add_centre(database, "SYN-CENTRE", "SYNTHETIC centre")
     service.add_centre(database, "SYN-OTHER", "Another SYNTHETIC centre")
     yield database
@@ -284,3 +283,13 @@ def test_updates_check_the_whole_record_and_keep_the_id(db, reader):
     with pytest.raises(PatientError, match=r"^version: the record is at version 2, not 1"):
         service.update_patient(db, "SYN-C1Q-0001", {"weight_kg": 27.0}, version=1)
     assert service.get_patient(db, "SYN-C1Q-0001").weight_kg == 26.0
+
+
+def test_times_come_back_in_utc(db, reader):
+    """graftmatch writes UTC and reads UTC back, whatever the database session's time zone
+    (the PostgreSQL variant runs in Asia/Kathmandu, UTC+05:45)."""
+    service.create_patient(db, CHILD, reader)
+    stored = service.get_patient(db, CHILD["id"])
+    for when in (stored.created_at, stored.updated_at, stored.typings[0].entered_at,
+                 *(c.created_at for c in service.list_centres(db))):
+        assert when.utcoffset() == dt.timedelta(0)

@@ -205,11 +205,13 @@ class Database:
 @contextmanager
 def _translated(db: Database) -> Iterator[None]:
     """A driver error told with the driver's reason only: SQLAlchemy's message carries the
-    statement's parameters, i.e. patient data."""
+    statement's parameters, i.e. patient data, and so do PostgreSQL's DETAIL lines (``Key
+    (centre_id, pseudonym)=(1, SYN-...) already exists``): only its primary message is kept."""
     try:
         yield
     except DBAPIError as exc:
-        raise DatabaseError(f"database {db.name} failed: {exc.orig}") from None
+        primary = getattr(getattr(exc.orig, "diag", None), "message_primary", None)
+        raise DatabaseError(f"database {db.name} failed: {primary or exc.orig}") from None
 
 
 def upgrade(url: str | None = None) -> tuple[str | None, str]:

@@ -292,8 +292,9 @@ def _set_current(conn: Connection, patient_pk: int, typing_id: int, when: dt.dat
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes: graftmatch writes UTC only."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    """In UTC: SQLite hands back naive datetimes (graftmatch writes UTC only), PostgreSQL
+    aware ones in the session's time zone."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _fields(r: Any) -> PatientFields:
