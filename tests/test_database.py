@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -210,6 +211,16 @@ def test_the_commands(tmp_path, monkeypatch, url):
     assert other.exit_code == 1 and "no patient 'SYN-C1Q-0001' in centre 'SYN-OTHER'" in (
         other.output)
 
+
+def test_upgrades_at_once_queue(url):
+    """Several 'graftmatch db upgrade' at the same time: one migrates, the others wait and
+    find the schema at head (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock)."""
+    with ThreadPoolExecutor(3) as pool:
+        done = list(pool.map(lambda _: upgrade(url), range(3)))
+    assert sorted(done, key=lambda d: d[0] or "") == [(None, "0001"), ("0001", "0001"),
+                                                       ("0001", "0001")]
+    with Database(url) as db:
+        assert db.revision() == "0001"
 
 
 def test_a_database_error_names_no_values(url):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -293,3 +294,18 @@ def test_times_come_back_in_utc(db, reader):
     for when in (stored.created_at, stored.updated_at, stored.typings[0].entered_at,
                  *(c.created_at for c in service.list_centres(db))):
         assert when.utcoffset() == dt.timedelta(0)
+
+
+def test_concurrent_writers_to_one_patient_queue(db, reader):
+    """Typings added at the same time by several writers are all kept, numbered one after
+    the other (SQLite queues writers with BEGIN IMMEDIATE, PostgreSQL on the patient's row)."""
+    service.create_patient(db, _record(typings=[], current_typing=None), reader)
+    typing_ = {"gl": TYPING_1, "laboratory": "SYN HLA lab", "date": "2021-03-01",
+               "method": "SSO", "resolution": "intermediate"}
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda _: service.add_typing(db, CHILD["id"], typing_, reader),
+                             range(8)))
+    assert len(done) == 8
+    stored = service.get_patient(db, CHILD["id"])
+    assert [t.number for t in stored.typings] == list(range(1, 9))
+    assert stored.version == 9

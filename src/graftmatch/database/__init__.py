@@ -36,6 +36,8 @@ DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 #: Seconds a SQLite writer waits for another one to finish.
 BUSY_TIMEOUT_S = 30
 FIX = "run 'graftmatch db upgrade'"
+#: The PostgreSQL advisory lock that 'graftmatch db upgrade' holds while it migrates.
+UPGRADE_LOCK = 0x6766_7462_0001
 
 
 class DatabaseError(GraftmatchError):
@@ -225,13 +227,19 @@ def upgrade(url: str | None = None) -> tuple[str | None, str]:
     if path is not None and not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # empty = a new database
+    from alembic.runtime.migration import MigrationContext
+
     db = Database(url, check=False)
     try:
-        before = db.revision()
         known, head = revisions()
-        if before is not None and before not in known:
-            db.check()  # raises: newer than this graftmatch
         with db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two upgrades at once queue here (SQLite's BEGIN IMMEDIATE does the same);
+                # the second then finds the schema at head.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
+            before = MigrationContext.configure(conn).get_current_revision()
+            if before is not None and before not in known:
+                db.check()  # raises: newer than this graftmatch
             command.upgrade(_alembic_config(conn), "head")
         return before, head
     finally:

@@ -149,7 +149,7 @@ def add_typing(db: Database, patient_id: str, data: Mapping[str, Any] | TypingIn
     typing_in = data if isinstance(data, TypingInput) else validate(TypingInput, data,
                                                                      reader=reader)
     with db.begin() as conn:
-        row = _find(conn, patient_id, centre)
+        row = _find(conn, patient_id, centre, lock=True)
         check_typing_date(typing_in, _load(conn, row.id))
         number = int(conn.execute(select(func.coalesce(func.max(typings.c.number), 0))
                                   .where(typings.c.patient_id == row.id)).scalar_one()) + 1
@@ -164,7 +164,7 @@ def choose_current_typing(db: Database, patient_id: str, number: int, *,
                           centre: str | None = None) -> Patient:
     """Make typing ``number`` (1, 2... in order of entry) the patient's current typing."""
     with db.begin() as conn:
-        row = _find(conn, patient_id, centre)
+        row = _find(conn, patient_id, centre, lock=True)
         tid = conn.execute(select(typings.c.id).where(typings.c.patient_id == row.id,
                                                       typings.c.number == number)).scalar()
         if tid is None:
@@ -220,7 +220,7 @@ def update_patient(db: Database, patient_id: str, changes: Mapping[str, Any], *,
             "id", "centre", "typings", "current_typing") else "is not a field of this record")
                             for name in fixed])
     with db.begin() as conn:
-        row = _find(conn, patient_id, centre)
+        row = _find(conn, patient_id, centre, lock=True)
         stored = _load(conn, row.id)
         if version is not None and version != stored.version:
             raise PatientError([("version", f"the record is at version {stored.version}, not "
@@ -247,12 +247,18 @@ def _patient_row(conn: Connection, patient_id: str, centre: str) -> Row[Any, Any
                                centres.c.code == centre)).first()
 
 
-def _find(conn: Connection, patient_id: str, centre: str | None) -> Row[Any, Any, Any]:
+def _find(conn: Connection, patient_id: str, centre: str | None, *, lock: bool = False
+          ) -> Row[Any, Any, Any]:
+    """The patient's row; ``lock`` (a write) holds it until the transaction ends, so that two
+    writers to one patient queue on PostgreSQL as they do on SQLite (``BEGIN IMMEDIATE``)
+    instead of numbering the same typing twice or failing on the version."""
     query = (select(patients.c.id, patients.c.version, centres.c.code)
              .join(centres, centres.c.id == patients.c.centre_id)
              .where(patients.c.pseudonym == patient_id))
     if centre is not None:
         query = query.where(centres.c.code == centre)
+    if lock:
+        query = query.with_for_update(of=patients)
     rows = conn.execute(query).all()
     if not rows:
         where = f" in centre {centre!r}" if centre is not None else ""
