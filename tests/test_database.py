@@ -33,12 +33,12 @@ def url(tmp_path):
 
 
 def test_upgrade_creates_a_private_database_at_the_head_revision(tmp_path, url):
-    assert upgrade(url) == (None, "0001")
-    assert upgrade(url) == ("0001", "0001")  # twice changes nothing
+    assert upgrade(url) == (None, "0002")
+    assert upgrade(url) == ("0002", "0002")  # twice changes nothing
     path = tmp_path / "gm.sqlite"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with Database(url) as db:
-        assert db.revision() == "0001"
+        assert db.revision() == "0002"
 
 
 def test_the_migrations_build_exactly_the_tables(url):
@@ -67,7 +67,7 @@ def test_a_newer_database_is_refused_and_never_downgraded(tmp_path, url):
     with sqlite3.connect(tmp_path / "gm.sqlite") as conn:
         conn.execute("UPDATE alembic_version SET version_num = '0099'")
     message = (r"is at schema revision '0099', newer than this graftmatch knows \(up to "
-               r"'0001'\): upgrade graftmatch, or use another database$")
+               r"'0002'\): upgrade graftmatch, or use another database$")
     with pytest.raises(DatabaseError, match=message):
         Database(url)
     with pytest.raises(DatabaseError, match=message):
@@ -165,7 +165,7 @@ def test_the_commands(tmp_path, monkeypatch):
     refused = run("patients", "list")
     assert refused.exit_code == 2 and "run 'graftmatch db upgrade'" in refused.output
     done = run("db", "upgrade")
-    assert done.exit_code == 0 and "migrated from nothing to schema revision 0001" in (
+    assert done.exit_code == 0 and "migrated from nothing to schema revision 0002" in (
         done.output)
     assert (tmp_path / "home" / "graftmatch.sqlite").is_file()
     assert run("centres", "add", "SYN-CENTRE", "SYNTHETIC centre").exit_code == 0
