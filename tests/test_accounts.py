@@ -264,6 +264,20 @@ def test_audit_rows_carry_no_typing_or_clinical_values(db, reader):
     assert "patient SYN-CENTRE/SYN-C1Q-0001" in text
 
 
+def test_a_change_and_its_audit_row_commit_together(db, reader, monkeypatch):
+    service.create_patient(db, CHILD, reader)
+    before = len(_audit_rows(db))
+
+    def no_separate_row(*_args, **_kwargs):
+        raise AssertionError("a change's row must be written in the change's transaction")
+
+    monkeypatch.setattr(audit, "record", no_separate_row)
+    service.update_patient(db, "SYN-C1Q-0001", {"weight_kg": 25.0})
+    accounts.create_user(db, shell(), "admin1", "First admin", "admin", PASSWORD)
+    rows = _audit_rows(db)
+    assert [r["action"] for r in rows[before:]] == ["patients.write", "users.create"]
+
+
 def _chained(db):
     service.add_centre(db, "SYN-THIRD", "A third SYNTHETIC centre")
     for _ in range(4):

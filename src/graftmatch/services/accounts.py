@@ -105,7 +105,7 @@ def create_user(db: Database, caller: Identity, username: str, display_name: str
                 password: str, *, centre: str | None = None) -> User:
     """A new account. Coordinators and HLA laboratories belong to a centre; other roles see
     every centre."""
-    with audited(db, caller, "users.create", f"user {username}"):
+    with audited(db, caller, "users.create", f"user {username}") as note:
         require(caller, "users.manage")
         _check_username(username)
         if not display_name.strip() or len(display_name) > 200:
@@ -132,6 +132,7 @@ def create_user(db: Database, caller: Identity, username: str, display_name: str
                 username=username, display_name=display_name, role=chosen.value,
                 centre_id=centre_id, password_hash=digest, disabled=False, created_at=now,
                 password_changed_at=now))
+            note.write(conn)
             return _user(_user_row(conn, username))
 
 
@@ -146,23 +147,25 @@ def list_users(db: Database, caller: Identity) -> list[User]:
 
 
 def set_password(db: Database, caller: Identity, username: str, password: str) -> User:
-    with audited(db, caller, "users.password", f"user {username}"):
+    with audited(db, caller, "users.password", f"user {username}") as note:
         require(caller, "users.manage")
         with db.begin() as conn:
             row = _user_row(conn, username)
             check_password(password, username=username, display_name=row.display_name)
             conn.execute(update(users).where(users.c.id == row.id).values(
                 password_hash=hash_password(password), password_changed_at=_now()))
+            note.write(conn)
             return _user(row)
 
 
 def disable_user(db: Database, caller: Identity, username: str) -> User:
     """Disable the account: its logins and its tokens are refused from now on."""
-    with audited(db, caller, "users.disable", f"user {username}"):
+    with audited(db, caller, "users.disable", f"user {username}") as note:
         require(caller, "users.manage")
         with db.begin() as conn:
             row = _user_row(conn, username)
             conn.execute(update(users).where(users.c.id == row.id).values(disabled=True))
+            note.write(conn)
             return _user(_user_row(conn, username))
 
 
@@ -215,7 +218,7 @@ def login(db: Database, username: str, password: str, *, source: str,
 def create_token(db: Database, caller: Identity, username: str, name: str
                  ) -> tuple[Token, str]:
     """A new API token for ``username``: its listing, and the secret, returned this once."""
-    with audited(db, caller, "users.token-create", f"user {username}"):
+    with audited(db, caller, "users.token-create", f"user {username}") as note:
         require(caller, "users.manage")
         if not name.strip() or len(name) > 100:
             raise AccountError("name: 1 to 100 characters")
@@ -225,6 +228,7 @@ def create_token(db: Database, caller: Identity, username: str, name: str
             tid = conn.execute(insert(api_tokens).values(
                 token_hash=token_digest(secret), user_id=row.id, name=name,
                 created_at=_now()).returning(api_tokens.c.id)).scalar_one()
+            note.write(conn)
             return _tokens(conn, api_tokens.c.id == tid)[0], secret
 
 
@@ -238,7 +242,7 @@ def list_tokens(db: Database, caller: Identity, username: str | None = None) -> 
 
 
 def revoke_token(db: Database, caller: Identity, token_id: int) -> Token:
-    with audited(db, caller, "users.token-revoke", f"token {token_id}"):
+    with audited(db, caller, "users.token-revoke", f"token {token_id}") as note:
         require(caller, "users.manage")
         with db.begin() as conn:
             found = _tokens(conn, api_tokens.c.id == token_id)
@@ -247,6 +251,7 @@ def revoke_token(db: Database, caller: Identity, token_id: int) -> Token:
             if found[0].revoked_at is None:
                 conn.execute(update(api_tokens).where(api_tokens.c.id == token_id)
                              .values(revoked_at=_now()))
+            note.write(conn)
             return _tokens(conn, api_tokens.c.id == token_id)[0]
 
 

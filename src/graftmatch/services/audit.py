@@ -67,18 +67,34 @@ def record(db: Database, identity: Identity, action: str, record: str | None = N
         return append(conn, identity, action, record, outcome=outcome, detail=detail)
 
 
+class Note:
+    """The pending row of an :func:`audited` call: a change writes it inside its own
+    transaction (:meth:`write`), so the change and its row commit, or roll back, together."""
+
+    def __init__(self, identity: Identity, action: str, record_id: str | None) -> None:
+        self.identity, self.action, self.record_id = identity, action, record_id
+        self.written = False
+
+    def write(self, conn: Connection) -> None:
+        append(conn, self.identity, self.action, self.record_id)
+        self.written = True
+
+
 @contextmanager
 def audited(db: Database, identity: Identity, action: str, record_id: str | None
-            ) -> Iterator[None]:
-    """Run the block and write its row: on success after it, on a failure (refused, not
-    found, invalid) too, then let the error go on."""
+            ) -> Iterator[Note]:
+    """Run the block and write its row: a change inside its transaction (``note.write``), a
+    read after it; on a failure (refused, not found, invalid) in a transaction of its own,
+    then let the error go on."""
+    note = Note(identity, action, record_id)
     try:
-        yield
+        yield note
     except GraftmatchError as exc:
         outcome, detail = outcome_of(exc)
         record(db, identity, action, record_id, outcome=outcome, detail=detail)
         raise
-    record(db, identity, action, record_id)
+    if not note.written:
+        record(db, identity, action, record_id)
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,13 @@ def _now() -> dt.datetime:
 def add_centre(db: Database, code: str, name: str, *, caller: Identity | None = None
                ) -> Centre:
     who = caller or shell()
-    with audited(db, who, "centres.manage", f"centre {code}"):
+    with audited(db, who, "centres.manage", f"centre {code}") as note:
         require(who, "centres.manage")
         centre = validate(Centre, {"code": code, "name": name, "created_at": _now()})
         try:
             with db.begin() as conn:
                 conn.execute(insert(centres).values(**centre.model_dump()))
+                note.write(conn)
         except DatabaseError:
             if _centre_id(db, centre.code) is not None:
                 raise CentreError(f"centre {centre.code!r} exists already") from None
@@ -128,7 +129,7 @@ def create_patient(db: Database, data: Mapping[str, Any] | PatientInput, reader:
     """A new patient, with the typings given (read against ``reader``'s release) and, if
     ``current_typing`` names one, its current typing."""
     who = caller or shell()
-    with audited(db, who, "patients.write", _record_id(data, centre)):
+    with audited(db, who, "patients.write", _record_id(data, centre)) as note:
         require(who, "patients.write")
         if _has_typings(data):
             require(who, "typings.write")
@@ -154,6 +155,7 @@ def create_patient(db: Database, data: Mapping[str, Any] | PatientInput, reader:
             ids = [_insert_typing(conn, pid, t) for t in read]
             if record.current_typing is not None:
                 _set_current(conn, pid, ids[record.current_typing - 1], now)
+            note.write(conn)
             return _load(conn, pid)
 
 
@@ -163,7 +165,7 @@ def add_typing(db: Database, patient_id: str, data: Mapping[str, Any] | TypingIn
     """Add a typing (numbered after the patient's others); it becomes the current typing only
     when asked (``current=True``)."""
     who = caller or shell()
-    with audited(db, who, "typings.write", _record_id(patient_id, centre)):
+    with audited(db, who, "typings.write", _record_id(patient_id, centre)) as note:
         require(who, "typings.write")
         centre = _scope(who, centre, patient_id)
         typing_in = data if isinstance(data, TypingInput) else validate(TypingInput, data,
@@ -177,6 +179,7 @@ def add_typing(db: Database, patient_id: str, data: Mapping[str, Any] | TypingIn
             if current:
                 _set_current(conn, row.id, tid, _now())
             _touch(conn, row)
+            note.write(conn)
             return _load(conn, row.id)
 
 
@@ -185,7 +188,7 @@ def choose_current_typing(db: Database, patient_id: str, number: int, *,
                           caller: Identity | None = None) -> Patient:
     """Make typing ``number`` (1, 2... in order of entry) the patient's current typing."""
     who = caller or shell()
-    with audited(db, who, "typings.write", _record_id(patient_id, centre)):
+    with audited(db, who, "typings.write", _record_id(patient_id, centre)) as note:
         require(who, "typings.write")
         centre = _scope(who, centre, patient_id)
         with db.begin() as conn:
@@ -199,6 +202,7 @@ def choose_current_typing(db: Database, patient_id: str, number: int, *,
                                                        f"{patient_id!r} (it has {count})")])
             _set_current(conn, row.id, tid, _now())
             _touch(conn, row)
+            note.write(conn)
             return _load(conn, row.id)
 
 
@@ -253,7 +257,7 @@ def update_patient(db: Database, patient_id: str, changes: Mapping[str, Any], *,
     is checked again. ``version``, when given, must be the record's (a change made meanwhile
     by someone else is refused, not overwritten)."""
     who = caller or shell()
-    with audited(db, who, "patients.write", _record_id(patient_id, centre)):
+    with audited(db, who, "patients.write", _record_id(patient_id, centre)) as note:
         require(who, "patients.write")
         centre = _scope(who, centre, patient_id)
         fixed = sorted(set(changes) - set(EDITABLE))
@@ -277,6 +281,7 @@ def update_patient(db: Database, patient_id: str, changes: Mapping[str, Any], *,
                 **{**record.model_dump(mode="json", include=set(EDITABLE)),
                    "birth_date": record.birth_date}))
             _touch(conn, row)
+            note.write(conn)
             return _load(conn, row.id)
 
 
