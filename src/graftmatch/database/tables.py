@@ -1,6 +1,7 @@
 """The tables of the graftmatch database (SQLAlchemy Core), the same on SQLite and PostgreSQL.
 
-Centres, patients and their HLA typings. The diagnosis (disease, IUIS category, gene,
+Centres, patients and their HLA typings; users, API tokens, login attempts and the
+hash-chained audit trail (revision 0002, ADR 0009). The diagnosis (disease, IUIS category, gene,
 variants, laboratory results with units and reference ranges) is one JSON column validated by
 :class:`graftmatch.pathway.patients.Diagnosis` on the way in and out; the rest of the record
 is plain columns. The current typing of a patient is a row of ``current_typings`` whose
