@@ -39,13 +39,13 @@ def _sqlite(url):
 
 
 def test_upgrade_creates_a_private_database_at_the_head_revision(tmp_path, url):
-    assert upgrade(url) == (None, "0001")
-    assert upgrade(url) == ("0001", "0001")  # twice changes nothing
+    assert upgrade(url) == (None, "0002")
+    assert upgrade(url) == ("0002", "0002")  # twice changes nothing
     if _sqlite(url):
         path = tmp_path / "gm.sqlite"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with Database(url) as db:
-        assert db.revision() == "0001"
+        assert db.revision() == "0002"
 
 
 def test_the_migrations_build_exactly_the_tables(url):
@@ -76,7 +76,7 @@ def test_a_newer_database_is_refused_and_never_downgraded(url):
     upgrade(url)
     run_sql(url, "UPDATE alembic_version SET version_num = '0099'")
     message = (r"is at schema revision '0099', newer than this graftmatch knows \(up to "
-               r"'0001'\): upgrade graftmatch, or use another database$")
+               r"'0002'\): upgrade graftmatch, or use another database$")
     with pytest.raises(DatabaseError, match=message):
         Database(url)
     with pytest.raises(DatabaseError, match=message):
@@ -176,7 +176,7 @@ def test_the_commands(tmp_path, monkeypatch, url):
     refused = run("patients", "list")
     assert refused.exit_code == 2 and "run 'graftmatch db upgrade'" in refused.output
     done = run("db", "upgrade")
-    assert done.exit_code == 0 and "migrated from nothing to schema revision 0001" in (
+    assert done.exit_code == 0 and "migrated from nothing to schema revision 0002" in (
         " ".join(done.output.split()))  # a long URL wraps the line
     assert (tmp_path / "home" / "graftmatch.sqlite").is_file() == _sqlite(url)
     assert run("centres", "add", "SYN-CENTRE", "SYNTHETIC centre").exit_code == 0
@@ -217,10 +217,10 @@ def test_upgrades_at_once_queue(url):
     find the schema at head (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock)."""
     with ThreadPoolExecutor(3) as pool:
         done = list(pool.map(lambda _: upgrade(url), range(3)))
-    assert sorted(done, key=lambda d: d[0] or "") == [(None, "0001"), ("0001", "0001"),
-                                                       ("0001", "0001")]
+    assert sorted(done, key=lambda d: d[0] or "") == [(None, "0002"), ("0002", "0002"),
+                                                       ("0002", "0002")]
     with Database(url) as db:
-        assert db.revision() == "0001"
+        assert db.revision() == "0002"
 
 
 def test_a_database_error_names_no_values(url):

@@ -1,6 +1,7 @@
 """The tables of the graftmatch database (SQLAlchemy Core), the same on SQLite and PostgreSQL.
 
-Centres, patients and their HLA typings. The diagnosis (disease, IUIS category, gene,
+Centres, patients and their HLA typings; users, API tokens, login attempts and the
+hash-chained audit trail (revision 0002, ADR 0009). The diagnosis (disease, IUIS category, gene,
 variants, laboratory results with units and reference ranges) is one JSON column validated by
 :class:`graftmatch.pathway.patients.Diagnosis` on the way in and out; the rest of the record
 is plain columns. The current typing of a patient is a row of ``current_typings`` whose
@@ -92,4 +93,59 @@ current_typings = Table(
     Column("chosen_at", DateTime(timezone=True), nullable=False),
     ForeignKeyConstraint(["patient_id", "typing_id"], ["typings.patient_id", "typings.id"],
                          name="fk_current_typings_typing_of_patient", ondelete="CASCADE"),
+)
+
+# --- accounts and the audit trail (revision 0002) --------------------------------------------
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    # None: every centre (admin, registry manager, auditor, researcher).
+    Column("centre_id", Integer, ForeignKey("centres.id")),
+    # Argon2id in PHC string form ($argon2id$v=19$m=...,t=...,p=...$salt$hash).
+    Column("password_hash", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True),
+    # SHA-256 of the token (256 random bits: a fast hash suffices, no salt needed).
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+login_attempts = Table(
+    "login_attempts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("source", String(100), nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False, unique=True),
+    # ISO 8601 UTC text, so the hashed content reads back identically on every backend.
+    Column("at", String(32), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("centre", String(32)),
+    Column("action", String(64), nullable=False),
+    Column("record", String(200)),
+    Column("source", String(100), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", String(200)),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
 )

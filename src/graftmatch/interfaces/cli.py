@@ -13,6 +13,7 @@ from rich.table import Table
 from graftmatch import __version__
 from graftmatch.errors import GraftmatchError
 from graftmatch.interfaces import match_command, predict_commands, registry_commands
+from graftmatch.interfaces.account_commands import audit_app, users_app
 from graftmatch.interfaces.common import err, fail, notify, out, print_json, progress_bar
 from graftmatch.interfaces.patient_commands import centres_app, db_app, patients_app
 from graftmatch.nomenclature import release as releases
@@ -35,6 +36,8 @@ app.command("search")(registry_commands.search)
 app.add_typer(db_app, name="db")
 app.add_typer(centres_app, name="centres")
 app.add_typer(patients_app, name="patients")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 
 
 class LevelChoice(StrEnum):

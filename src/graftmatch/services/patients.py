@@ -7,9 +7,12 @@ mapping, e.g. parsed JSON) or models and returning models of
 :class:`~graftmatch.errors.GraftmatchError` subclasses whose messages name the field. Each
 change is one transaction.
 
-``centre`` is the caller's scope: ``None`` (every centre) until accounts arrive; given, a
-patient of another centre is "not found", exactly like one that does not exist. A later step
-adds the caller's identity beside it.
+``caller`` is who calls (:class:`~graftmatch.access.roles.Identity`; None: the local shell
+of the CLI, with every permission and every centre). Each function checks the caller's
+permission in :data:`graftmatch.access.roles.PERMISSIONS`, limits it to the caller's centre,
+and writes an audit row (who, action, which patient, outcome; never the record's values),
+whatever the outcome. ``centre`` narrows the scope further; a patient of another centre than
+the caller's (or than ``centre``) is "not found", exactly like one that does not exist.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Row, func, insert, select, update
 
+from graftmatch.access.roles import Identity, require, scope, shell
 from graftmatch.database import Database, DatabaseError
 from graftmatch.database.tables import centres, current_typings, patients, typings
 from graftmatch.errors import GraftmatchError
@@ -39,6 +43,7 @@ from graftmatch.pathway.patients import (
     read_typing,
     validate,
 )
+from graftmatch.services.audit import audited
 from graftmatch.typing.parser import TypingReader
 
 STORED = {"stored": True}
@@ -78,16 +83,21 @@ def _now() -> dt.datetime:
 # --- centres --------------------------------------------------------------------------------
 
 
-def add_centre(db: Database, code: str, name: str) -> Centre:
-    centre = validate(Centre, {"code": code, "name": name, "created_at": _now()})
-    try:
-        with db.begin() as conn:
-            conn.execute(insert(centres).values(**centre.model_dump()))
-    except DatabaseError:
-        if _centre_id(db, centre.code) is not None:
-            raise CentreError(f"centre {centre.code!r} exists already") from None
-        raise
-    return centre
+def add_centre(db: Database, code: str, name: str, *, caller: Identity | None = None
+               ) -> Centre:
+    who = caller or shell()
+    with audited(db, who, "centres.manage", f"centre {code}") as note:
+        require(who, "centres.manage")
+        centre = validate(Centre, {"code": code, "name": name, "created_at": _now()})
+        try:
+            with db.begin() as conn:
+                conn.execute(insert(centres).values(**centre.model_dump()))
+                note.write(conn)
+        except DatabaseError:
+            if _centre_id(db, centre.code) is not None:
+                raise CentreError(f"centre {centre.code!r} exists already") from None
+            raise
+        return centre
 
 
 def list_centres(db: Database) -> list[Centre]:
@@ -114,127 +124,194 @@ def _require_centre(conn: Connection, code: str) -> int:
 
 
 def create_patient(db: Database, data: Mapping[str, Any] | PatientInput, reader: TypingReader,
-                   *, centre: str | None = None) -> Patient:
+                   *, centre: str | None = None, caller: Identity | None = None
+                   ) -> Patient:
     """A new patient, with the typings given (read against ``reader``'s release) and, if
     ``current_typing`` names one, its current typing."""
-    if isinstance(data, Mapping) and centre is not None and "centre" not in data:
-        data = {**data, "centre": centre}
-    record = data if isinstance(data, PatientInput) else validate(PatientInput, data,
-                                                                   reader=reader)
-    if centre is not None and record.centre != centre:
-        raise PatientError([("centre", f"{record.centre!r} is not your centre")])
-    read = [read_typing(t, reader, number=n) for n, t in enumerate(record.typings, 1)]
-    now = _now()
-    with db.begin() as conn:
-        centre_id = _require_centre(conn, record.centre)
-        if _patient_row(conn, record.id, record.centre) is not None:
-            raise PatientError([("id", f"{record.id!r} exists already in centre "
-                                       f"{record.centre!r}")])
-        fields = record.model_dump(mode="json", include=set(EDITABLE))
-        pid = conn.execute(insert(patients).values(
-            centre_id=centre_id, pseudonym=record.id, **{**fields, "birth_date":
-                                                         record.birth_date},
-            version=1, created_at=now, updated_at=now).returning(patients.c.id)).scalar_one()
-        ids = [_insert_typing(conn, pid, t) for t in read]
-        if record.current_typing is not None:
-            _set_current(conn, pid, ids[record.current_typing - 1], now)
-        return _load(conn, pid)
+    who = caller or shell()
+    with audited(db, who, "patients.write", _record_id(data, centre)) as note:
+        require(who, "patients.write")
+        if _has_typings(data):
+            require(who, "typings.write")
+        centre = who.centre or centre
+        if isinstance(data, Mapping) and centre is not None and "centre" not in data:
+            data = {**data, "centre": centre}
+        record = data if isinstance(data, PatientInput) else validate(PatientInput, data,
+                                                                       reader=reader)
+        if centre is not None and record.centre != centre:
+            raise PatientError([("centre", f"{record.centre!r} is not your centre")])
+        read = [read_typing(t, reader, number=n) for n, t in enumerate(record.typings, 1)]
+        now = _now()
+        with db.begin() as conn:
+            centre_id = _require_centre(conn, record.centre)
+            if _patient_row(conn, record.id, record.centre) is not None:
+                raise PatientError([("id", f"{record.id!r} exists already in centre "
+                                           f"{record.centre!r}")])
+            fields = record.model_dump(mode="json", include=set(EDITABLE))
+            pid = conn.execute(insert(patients).values(
+                centre_id=centre_id, pseudonym=record.id, **{**fields, "birth_date":
+                                                             record.birth_date},
+                version=1, created_at=now, updated_at=now).returning(patients.c.id)).scalar_one()
+            ids = [_insert_typing(conn, pid, t) for t in read]
+            if record.current_typing is not None:
+                _set_current(conn, pid, ids[record.current_typing - 1], now)
+            note.write(conn)
+            return _load(conn, pid)
 
 
 def add_typing(db: Database, patient_id: str, data: Mapping[str, Any] | TypingInput,
-               reader: TypingReader, *, current: bool = False, centre: str | None = None
-               ) -> Patient:
+               reader: TypingReader, *, current: bool = False, centre: str | None = None,
+               caller: Identity | None = None) -> Patient:
     """Add a typing (numbered after the patient's others); it becomes the current typing only
     when asked (``current=True``)."""
-    typing_in = data if isinstance(data, TypingInput) else validate(TypingInput, data,
-                                                                     reader=reader)
-    with db.begin() as conn:
-        row = _find(conn, patient_id, centre, lock=True)
-        check_typing_date(typing_in, _load(conn, row.id))
-        number = int(conn.execute(select(func.coalesce(func.max(typings.c.number), 0))
-                                  .where(typings.c.patient_id == row.id)).scalar_one()) + 1
-        tid = _insert_typing(conn, row.id, read_typing(typing_in, reader, number=number))
-        if current:
-            _set_current(conn, row.id, tid, _now())
-        _touch(conn, row)
-        return _load(conn, row.id)
+    who = caller or shell()
+    with audited(db, who, "typings.write", _record_id(patient_id, centre)) as note:
+        require(who, "typings.write")
+        centre = _scope(who, centre, patient_id)
+        typing_in = data if isinstance(data, TypingInput) else validate(TypingInput, data,
+                                                                         reader=reader)
+        with db.begin() as conn:
+            row = _find(conn, patient_id, centre, lock=True)
+            check_typing_date(typing_in, _load(conn, row.id))
+            number = int(conn.execute(select(func.coalesce(func.max(typings.c.number), 0))
+                                      .where(typings.c.patient_id == row.id)).scalar_one()) + 1
+            tid = _insert_typing(conn, row.id, read_typing(typing_in, reader, number=number))
+            if current:
+                _set_current(conn, row.id, tid, _now())
+            _touch(conn, row)
+            note.write(conn)
+            return _load(conn, row.id)
 
 
 def choose_current_typing(db: Database, patient_id: str, number: int, *,
-                          centre: str | None = None) -> Patient:
+                          centre: str | None = None,
+                          caller: Identity | None = None) -> Patient:
     """Make typing ``number`` (1, 2... in order of entry) the patient's current typing."""
-    with db.begin() as conn:
-        row = _find(conn, patient_id, centre, lock=True)
-        tid = conn.execute(select(typings.c.id).where(typings.c.patient_id == row.id,
-                                                      typings.c.number == number)).scalar()
-        if tid is None:
-            count = conn.execute(select(func.count()).where(
-                typings.c.patient_id == row.id)).scalar_one()
-            raise PatientError([("current_typing", f"{number} names no typing of patient "
-                                                   f"{patient_id!r} (it has {count})")])
-        _set_current(conn, row.id, tid, _now())
-        _touch(conn, row)
-        return _load(conn, row.id)
+    who = caller or shell()
+    with audited(db, who, "typings.write", _record_id(patient_id, centre)) as note:
+        require(who, "typings.write")
+        centre = _scope(who, centre, patient_id)
+        with db.begin() as conn:
+            row = _find(conn, patient_id, centre, lock=True)
+            tid = conn.execute(select(typings.c.id).where(typings.c.patient_id == row.id,
+                                                          typings.c.number == number)).scalar()
+            if tid is None:
+                count = conn.execute(select(func.count()).where(
+                    typings.c.patient_id == row.id)).scalar_one()
+                raise PatientError([("current_typing", f"{number} names no typing of patient "
+                                                       f"{patient_id!r} (it has {count})")])
+            _set_current(conn, row.id, tid, _now())
+            _touch(conn, row)
+            note.write(conn)
+            return _load(conn, row.id)
 
 
-def get_patient(db: Database, patient_id: str, *, centre: str | None = None) -> Patient:
-    with db.read() as conn:
-        return _load(conn, _find(conn, patient_id, centre).id)
+def get_patient(db: Database, patient_id: str, *, centre: str | None = None,
+                caller: Identity | None = None) -> Patient:
+    who = caller or shell()
+    with audited(db, who, "patients.read", _record_id(patient_id, centre)):
+        require(who, "patients.read")
+        centre = _scope(who, centre, patient_id)
+        with db.read() as conn:
+            return _load(conn, _find(conn, patient_id, centre).id)
 
 
-def list_patients(db: Database, *, centre: str | None = None) -> list[PatientSummary]:
+def list_patients(db: Database, *, centre: str | None = None,
+                  caller: Identity | None = None) -> list[PatientSummary]:
     """The patients of ``centre`` (all centres when None), by centre and id."""
-    count = (select(func.count()).where(typings.c.patient_id == patients.c.id)
-             .correlate(patients).scalar_subquery())
-    current = (select(typings.c.number).join(current_typings,
-                                            current_typings.c.typing_id == typings.c.id)
-               .where(current_typings.c.patient_id == patients.c.id)
-               .correlate(patients).scalar_subquery())
-    query = (select(patients, centres.c.code.label("centre_code"), count.label("n_typings"),
-                    current.label("current_number"))
-             .join(centres, centres.c.id == patients.c.centre_id)
-             .order_by(centres.c.code, patients.c.pseudonym))
-    if centre is not None:
-        query = query.where(centres.c.code == centre)
-    with db.read() as conn:
-        rows = conn.execute(query).all()
-    out = []
-    for r in rows:
-        fields = _fields(r)
-        out.append(PatientSummary(id=fields.id, centre=fields.centre, sex=fields.sex.value,
-                                  birth_date=fields.birth_date,
-                                  disease=fields.diagnosis.disease_name,
-                                  typings=r.n_typings, current_typing=r.current_number,
-                                  synthetic=fields.synthetic))
-    return out
+    who = caller or shell()
+    with audited(db, who, "patients.read", f"patients of {centre or who.centre or 'every centre'}"):
+        require(who, "patients.read")
+        centre, visible = scope(who, centre)
+        if not visible:
+            return []
+        count = (select(func.count()).where(typings.c.patient_id == patients.c.id)
+                 .correlate(patients).scalar_subquery())
+        current = (select(typings.c.number).join(current_typings,
+                                                current_typings.c.typing_id == typings.c.id)
+                   .where(current_typings.c.patient_id == patients.c.id)
+                   .correlate(patients).scalar_subquery())
+        query = (select(patients, centres.c.code.label("centre_code"), count.label("n_typings"),
+                        current.label("current_number"))
+                 .join(centres, centres.c.id == patients.c.centre_id)
+                 .order_by(centres.c.code, patients.c.pseudonym))
+        if centre is not None:
+            query = query.where(centres.c.code == centre)
+        with db.read() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for r in rows:
+            fields = _fields(r)
+            out.append(PatientSummary(id=fields.id, centre=fields.centre, sex=fields.sex.value,
+                                      birth_date=fields.birth_date,
+                                      disease=fields.diagnosis.disease_name,
+                                      typings=r.n_typings, current_typing=r.current_number,
+                                      synthetic=fields.synthetic))
+        return out
 
 
 def update_patient(db: Database, patient_id: str, changes: Mapping[str, Any], *,
-                   centre: str | None = None, version: int | None = None) -> Patient:
+                   centre: str | None = None, version: int | None = None,
+                   caller: Identity | None = None) -> Patient:
     """Change fields of the record (not the id, the centre or the typings): the whole record
     is checked again. ``version``, when given, must be the record's (a change made meanwhile
     by someone else is refused, not overwritten)."""
-    fixed = sorted(set(changes) - set(EDITABLE))
-    if fixed:
-        raise PatientError([(name, "cannot be changed by an update" if name in (
-            "id", "centre", "typings", "current_typing") else "is not a field of this record")
-                            for name in fixed])
-    with db.begin() as conn:
-        row = _find(conn, patient_id, centre, lock=True)
-        stored = _load(conn, row.id)
-        if version is not None and version != stored.version:
-            raise PatientError([("version", f"the record is at version {stored.version}, not "
-                                            f"{version}: it was changed meanwhile; read it again")])
-        merged = {**stored.model_dump(mode="json", include={"id", "centre", *EDITABLE}),
-                  **changes}
-        record = validate(PatientFields, merged)
-        for typing_ in stored.typings:
-            check_typing_date(typing_, record, path=f"typings[{typing_.number - 1}]")
-        conn.execute(update(patients).where(patients.c.id == row.id).values(
-            **{**record.model_dump(mode="json", include=set(EDITABLE)),
-               "birth_date": record.birth_date}))
-        _touch(conn, row)
-        return _load(conn, row.id)
+    who = caller or shell()
+    with audited(db, who, "patients.write", _record_id(patient_id, centre)) as note:
+        require(who, "patients.write")
+        centre = _scope(who, centre, patient_id)
+        fixed = sorted(set(changes) - set(EDITABLE))
+        if fixed:
+            raise PatientError([(name, "cannot be changed by an update" if name in (
+                "id", "centre", "typings", "current_typing") else "is not a field of this record")
+                                for name in fixed])
+        with db.begin() as conn:
+            row = _find(conn, patient_id, centre, lock=True)
+            stored = _load(conn, row.id)
+            if version is not None and version != stored.version:
+                raise PatientError([("version", f"the record is at version {stored.version}, "
+                                                f"not {version}: it was changed meanwhile; "
+                                                "read it again")])
+            merged = {**stored.model_dump(mode="json", include={"id", "centre", *EDITABLE}),
+                      **changes}
+            record = validate(PatientFields, merged)
+            for typing_ in stored.typings:
+                check_typing_date(typing_, record, path=f"typings[{typing_.number - 1}]")
+            conn.execute(update(patients).where(patients.c.id == row.id).values(
+                **{**record.model_dump(mode="json", include=set(EDITABLE)),
+                   "birth_date": record.birth_date}))
+            _touch(conn, row)
+            note.write(conn)
+            return _load(conn, row.id)
+
+
+# --- scope and audit --------------------------------------------------------------------------
+
+
+def _record_id(data: Any, centre: str | None) -> str:
+    """The audit's name of a patient: centre and pseudonym, nothing else of the record."""
+    if isinstance(data, str):
+        pid: Any = data
+    elif isinstance(data, PatientInput):
+        pid, centre = data.id, data.centre
+    elif isinstance(data, Mapping):
+        pid, centre = data.get("id"), data.get("centre", centre)
+    else:
+        pid = None
+    return f"patient {str(centre)[:32] if centre else '?'}/{str(pid)[:64] if pid else '?'}"
+
+
+def _has_typings(data: Any) -> bool:
+    if isinstance(data, PatientInput):
+        return bool(data.typings)
+    return isinstance(data, Mapping) and bool(data.get("typings"))
+
+
+def _scope(who: Identity, centre: str | None, patient_id: str) -> str | None:
+    scoped, visible = scope(who, centre)
+    if not visible:
+        raise PatientNotFound(f"no patient {patient_id!r} in centre {centre!r}")
+    return scoped
 
 
 # --- rows and models --------------------------------------------------------------------------
