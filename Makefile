@@ -10,7 +10,7 @@ ifneq ($(SHARED_IMGT),)
 export GRAFTMATCH_IMGT_DIR ?= $(SHARED_IMGT)
 endif
 
-.PHONY: demo test test-postgres lint bench clean
+.PHONY: demo serve test test-postgres lint bench clean
 .PHONY: grim-env
 
 $(BIN)/activate:
@@ -31,6 +31,11 @@ DEMO_HF := $(wildcard ../shared/data/haplotype-frequencies/nmdp-py-graph-imputat
 
 demo: $(VENV)/.runtime
 	$(BIN)/graftmatch demo $(if $(DEMO_HF),--hf $(DEMO_HF) --population CAU)
+
+# The REST API on 127.0.0.1:8000 (the database in GRAFTMATCH_HOME, migrated first).
+serve: $(VENV)/.runtime
+	$(BIN)/graftmatch db upgrade
+	$(BIN)/graftmatch serve
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks

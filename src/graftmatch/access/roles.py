@@ -24,6 +24,7 @@ class Role(StrEnum):
 
 #: Every action a service or route may be asked for, with what it covers.
 ACTIONS: dict[str, str] = {
+    "hla.use": "check and reduce typings, grade a patient-donor pair (no patient record)",
     "patients.read": "read a patient's record, list a centre's patients",
     "patients.write": "create a patient, change a patient's record",
     "typings.write": "add an HLA typing, choose the current typing",
@@ -39,8 +40,9 @@ ACTIONS: dict[str, str] = {
 PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset({"users.manage", "centres.manage"}),
     Role.REGISTRY_MANAGER: frozenset({"registries.import"}),
-    Role.HLA_LABORATORY: frozenset({"patients.read", "typings.write"}),
-    Role.COORDINATOR: frozenset({"patients.read", "patients.write", "searches.run"}),
+    Role.HLA_LABORATORY: frozenset({"hla.use", "patients.read", "typings.write"}),
+    Role.COORDINATOR: frozenset({"hla.use", "patients.read", "patients.write",
+                                 "searches.run"}),
     Role.AUDITOR: frozenset({"audit.read"}),
     Role.RESEARCHER: frozenset({"cohort.read"}),
 }

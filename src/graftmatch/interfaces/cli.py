@@ -164,6 +164,24 @@ def hla_reduce(
     _print_notices(reduction.typing)
 
 
+@app.command("serve")
+def serve(
+    database: Annotated[str | None, typer.Option(
+        "--database", help="Database URL (default: GRAFTMATCH_DATABASE, else graftmatch.sqlite "
+        "in GRAFTMATCH_HOME); it must be migrated first: graftmatch db upgrade")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+) -> None:
+    """Start the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) with uvicorn. Run
+    'graftmatch db upgrade' first: an unmigrated database is refused, naming the fix."""
+    from graftmatch.interfaces import api
+
+    try:
+        api.serve(database, host, port)
+    except GraftmatchError as exc:
+        raise fail(exc) from None
+
+
 @app.command("demo")
 def demo(
     hf: Annotated[Path | None, typer.Option(

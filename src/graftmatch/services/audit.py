@@ -61,10 +61,11 @@ def append(conn: Connection, identity: Identity, action: str, record: str | None
 
 
 def record(db: Database, identity: Identity, action: str, record: str | None = None, *,
-           outcome: str = "success", detail: str | None = None) -> int:
+           outcome: str = "success", detail: str | None = None, role: str | None = None) -> int:
     """Append one row in its own transaction."""
     with db.begin() as conn:
-        return append(conn, identity, action, record, outcome=outcome, detail=detail)
+        return append(conn, identity, action, record, outcome=outcome, detail=detail,
+                      role=role)
 
 
 class Note:
