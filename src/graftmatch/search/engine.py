@@ -28,7 +28,6 @@ import numpy.typing as npt
 from graftmatch.errors import GraftmatchError
 from graftmatch.matching import kernels
 from graftmatch.matching.batch import (
-    CONFIDENCE,
     FIELDS,
     GVH,
     MM,
@@ -605,7 +604,6 @@ class _Found:
         self.core_permissive = over(core, np.where(typed, fields[:, :, PERMISSIVE], 0))
         # Core mismatches that are not host-versus-graft only (GvH count above 0).
         self.core_not_hvg_only = over(core, np.where(fields[:, :, GVH] > 0, mm, 0))
-        self.confidence = np.where(typed, fields[:, :, CONFIDENCE], 1).min(axis=1, initial=3)
         self.c_mismatched = (mm[:, loci.index("C")] > 0) if "C" in loci \
             else np.zeros(len(rows), np.bool_)
         # Tie-break loci: the expected mismatches where the set predicts the locus, else
@@ -628,8 +626,6 @@ class _Found:
         self.tnc_per_kg = self.tnc_total / weight
         self.cd34_per_kg = np.asarray(idx.cd34_1e5[rows], dtype=np.float64) / weight
         self.dose_group = self._dose_groups(ranking)
-        p_k = probs["p_k"]
-        self.p0 = p_k[self.ks, 0] if p_k.shape[1] else np.zeros(len(rows))
         self.p_core = probs["p_core"][self.ks]
         tce = grades["tce"][self.ks]
         self.tce = tce
